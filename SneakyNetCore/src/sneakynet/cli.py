@@ -1,0 +1,67 @@
+"""The ``sneakynet`` command line: one sub-command per pipeline step.
+
+Each sub-command lives in ``sneakynet.commands.<module>`` with ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their command runs, so ``--help`` is fast.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input or usage, 130 cancelled (Ctrl-C).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (command, module under sneakynet.commands, one-line help)
+COMMANDS: list[tuple[str, str, str]] = [
+    ("info", "info", "show the label table, presets and parameter counts"),
+]
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class UserError(Exception):
+    """A problem with the user's input (file, option); printed without a traceback, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser; each sub-parser is filled by its command module on demand."""
+    parser = argparse.ArgumentParser(
+        prog="sneakynet",
+        description="SneakyNet: distinct-bone segmentation of upper-body CT (125 bones) "
+        "with multi-resolution 3D U-Nets.",
+    )
+    from sneakynet import __version__
+
+    parser.add_argument("--version", action="version", version=f"sneakynet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, _module, help_text in COMMANDS:
+        sub.add_parser(name, help=help_text, description=help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    known = {name: module for name, module, _ in COMMANDS}
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in known:
+        args = parser.parse_args(argv)  # prints help/version/usage errors
+        parser.print_help()
+        return EXIT_OK if not argv else EXIT_BAD_INPUT
+    module = importlib.import_module(f"sneakynet.commands.{known[command]}")
+    sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    module.add_arguments(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"sneakynet {command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"sneakynet {command}: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the sneakynet CLI, one module each (see sneakynet.cli)."""

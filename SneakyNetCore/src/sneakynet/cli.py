@@ -14,6 +14,7 @@ import sys
 # (command, module under sneakynet.commands, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
     ("info", "info", "show the label table, presets and parameter counts"),
+    ("evaluate", "evaluate", "score predicted label maps against references (DSC, HD95, confusion)"),
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130

@@ -1,0 +1,248 @@
+"""Whole-volume prediction with bounded memory: the one predictor class.
+
+Pipeline (DESIGN.md §5): check the CT -> reorient/resample to the model grid -> normalise ->
+pad once to the tile grid and build the context pyramid once -> Gaussian-weighted tiles
+(overlap 0.5 by default), batched -> accumulate logits in a slab buffer S voxels deep, and turn
+every finished slab into argmax labels at once -> labels back onto the exact input grid.
+
+The full (classes x volume) logit array is never built. The slab buffer holds
+classes x S x Y_part x X values; when that would exceed ``buffer_bytes`` the volume is cut into
+parts along y that share one global tile grid, so the result does not depend on the split.
+The Gaussian weights are not divided out: the argmax of a weighted sum equals the argmax of the
+weighted mean.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .geometry import check_ct_image, labels_to_input_grid, to_model_grid
+from .intensity import CTNormalization, normalize_ct
+from .models import MultiResolutionUNet
+from .tiling import context_level, context_slice, gaussian_importance, padded_length, tile_starts, tile_step
+
+ProgressCallback = Callable[[float, str], None]
+
+
+class Cancelled(Exception):
+    """Prediction was cancelled through its :class:`CancelToken`; nothing was written."""
+
+
+class CancelToken:
+    """Thread-safe cancellation flag, checked by the predictor between tile batches."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class PredictionStats:
+    """What the last prediction did (for logs and benchmarks)."""
+
+    model_grid: tuple[int, int, int] = (0, 0, 0)
+    tiles: int = 0
+    parts: int = 0
+    seconds: float = 0.0
+    device: str = ""
+    batch_size: int = 0
+
+
+def resolve_device(device: str, log: Callable[[str], None] = print) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU (with a note); ``gpu`` is an alias of ``cuda``."""
+    device = device.lower()
+    if device == "gpu":
+        device = "cuda"
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        log("sneakynet: no CUDA GPU found, running on the CPU (slower)")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available (use --device auto or cpu)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or gpu, got {device!r}")
+    return torch.device(device)
+
+
+class Predictor:
+    """Segment CT volumes with one loaded model (like nnU-Net's predictor).
+
+    >>> predictor = Predictor()                     # bundled demo model, device auto
+    >>> labels = predictor.predict_image(ct_image)  # uint8 label map on ct_image's grid
+    """
+
+    def __init__(self, bundle: str | os.PathLike | None = None, device: str = "auto", overlap: float = 0.5,
+                 batch_size: int | None = None, fast: bool = False, buffer_bytes: int | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        from .bundle import demo_bundle_path, load_bundle
+
+        self.log = log
+        self.device = resolve_device(device, log)
+        path = demo_bundle_path() if bundle is None else Path(bundle)
+        model, info = load_bundle(path, device="cpu")
+        self.info = info
+        if info.demo:
+            log(f"sneakynet: {info.disclaimer}")
+        self._setup(model, tuple(info.spacing), info.normalization(), overlap, batch_size, fast, buffer_bytes)
+
+    @classmethod
+    def from_model(cls, model: MultiResolutionUNet, spacing: tuple[float, float, float],
+                   normalization: CTNormalization = CTNormalization(), device: str = "cpu", overlap: float = 0.5,
+                   batch_size: int | None = None, fast: bool = False, buffer_bytes: int | None = None,
+                   log: Callable[[str], None] = print) -> "Predictor":
+        """A predictor around an in-memory network (tests, benchmarks, validation during training)."""
+        self = cls.__new__(cls)
+        self.log = log
+        self.device = resolve_device(device, log)
+        self.info = None
+        self._setup(model, spacing, normalization, overlap, batch_size, fast, buffer_bytes)
+        return self
+
+    def _setup(self, model, spacing, normalization, overlap, batch_size, fast, buffer_bytes) -> None:
+        self.model = model.eval().to(self.device)
+        self.config = model.config
+        self.spacing = tuple(float(s) for s in spacing)
+        self.normalization = normalization
+        # fast previews: no tile overlap (8x fewer tiles than overlap 0.5); same spacing, so the
+        # anatomy keeps the scale the network was trained on
+        self.overlap = 0.0 if fast else overlap
+        self.step = tile_step(self.config.patch_size, self.overlap)
+        cuda = self.device.type == "cuda"
+        self.batch_size = batch_size or (4 if cuda else 2)
+        self.buffer_bytes = buffer_bytes or (3 << 30 if cuda else 1 << 30)
+        self.stats = PredictionStats()
+
+    # ------------------------------------------------------------------ public API
+    def predict_image(self, image: sitk.Image | str | os.PathLike, progress: ProgressCallback | None = None,
+                      cancel: CancelToken | None = None) -> sitk.Image:
+        """Label map (uint8, ids of the label table) on exactly ``image``'s grid."""
+        from .io import read_image
+
+        source = str(image) if not isinstance(image, sitk.Image) else "input image"
+        if not isinstance(image, sitk.Image):
+            image = read_image(image)
+        check_ct_image(image, source)
+        progress = progress or (lambda fraction, message: None)
+        t0 = time.perf_counter()
+        progress(0.0, "resampling to the model grid")
+        model_image = to_model_grid(image, self.spacing)
+        volume = normalize_ct(sitk.GetArrayViewFromImage(model_image), self.normalization)
+        labels = self.predict_array(volume, progress, cancel)
+        progress(0.99, "mapping labels back to the input grid")
+        label_image = sitk.GetImageFromArray(labels)
+        label_image.CopyInformation(model_image)
+        out = labels_to_input_grid(label_image, image)
+        self.stats.seconds = time.perf_counter() - t0
+        progress(1.0, "done")
+        return out
+
+    def predict_array(self, volume: np.ndarray, progress: ProgressCallback | None = None,
+                      cancel: CancelToken | None = None) -> np.ndarray:
+        """Argmax labels (uint8, same shape) of a normalised (z, y, x) float32 volume on the model grid."""
+        progress = progress or (lambda fraction, message: None)
+        while True:
+            try:
+                return self._predict_array(volume, progress, cancel)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if self.batch_size > 1:
+                    self.batch_size //= 2
+                    self.log(f"sneakynet: GPU out of memory, retrying with batch size {self.batch_size}")
+                elif self.buffer_bytes > (256 << 20):
+                    self.buffer_bytes //= 2
+                    self.log("sneakynet: GPU out of memory, retrying with a smaller slab buffer")
+                else:
+                    self.log("sneakynet: GPU out of memory even with batch size 1; falling back to the CPU")
+                    self.device = torch.device("cpu")
+                    self.model = self.model.to(self.device)
+                    self.buffer_bytes = 1 << 30
+
+    # ------------------------------------------------------------------ internals
+    def _predict_array(self, volume: np.ndarray, progress: ProgressCallback, cancel: CancelToken | None) -> np.ndarray:
+        S, K, step = self.config.patch_size, self.config.num_context, self.step
+        shape = volume.shape
+        padded_shape = tuple(padded_length(n, S, step) for n in shape)
+        pad = [(0, p - n) for n, p in zip(shape, padded_shape)]
+        padded = np.pad(volume, pad, mode="edge") if any(p for _, p in pad) else np.ascontiguousarray(volume)
+        levels = [torch.from_numpy(context_level(padded, S, k)) for k in range(1, K + 1)]
+        padded_t = torch.from_numpy(padded)
+        starts = [tile_starts(n, S, step) for n in padded_shape]
+        C = self.config.num_classes
+        acc_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        row_bytes = C * S * padded_shape[2] * torch.tensor([], dtype=acc_dtype).element_size()
+        part_rows = shape[1]
+        if shape[1] * row_bytes > self.buffer_bytes:  # split along y; parts share the global tile grid
+            part_rows = max(step, self.buffer_bytes // row_bytes // step * step)
+        parts = [(y0, min(y0 + part_rows, shape[1])) for y0 in range(0, shape[1], part_rows)]
+        weights = gaussian_importance(S).to(self.device)
+        labels = np.zeros(shape, dtype=np.uint8)
+        tiles_per_part = [sum(1 for y in starts[1] if y < y1 and y + S > y0) * len(starts[0]) * len(starts[2])
+                          for y0, y1 in parts]
+        total_tiles, done = sum(tiles_per_part), 0
+        self.stats = PredictionStats(model_grid=shape, tiles=total_tiles, parts=len(parts), device=str(self.device),
+                                     batch_size=self.batch_size)
+        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
+                    else torch.autocast("cpu", enabled=False))
+        with torch.inference_mode(), autocast:
+            for y0, y1 in parts:
+                ys = [y for y in starts[1] if y < y1 and y + S > y0]
+                buffer = torch.zeros((C, S, y1 - y0, padded_shape[2]), dtype=acc_dtype, device=self.device)
+                base = 0  # global z of buffer row 0
+                for zi, z in enumerate(starts[0]):
+                    origins = [(z, y, x) for y in ys for x in starts[2]]
+                    for batch in _chunks(origins, self.batch_size):
+                        if cancel is not None and cancel.cancelled:
+                            raise Cancelled("prediction cancelled")
+                        logits = self._forward(padded_t, levels, batch)
+                        for logit, (oz, oy, ox) in zip(logits, batch):
+                            lo, hi = max(oy, y0), min(oy + S, y1)
+                            weighted = logit[:, :, lo - oy:hi - oy] * weights[:, lo - oy:hi - oy]
+                            buffer[:, oz - base:oz - base + S, lo - y0:hi - y0, ox:ox + S] += weighted.to(acc_dtype)
+                        done += len(batch)
+                        progress(0.02 + 0.96 * done / total_tiles, f"tile {done}/{total_tiles}")
+                    # rows below the next tile row's origin are final: emit their argmax
+                    end = starts[0][zi + 1] if zi + 1 < len(starts[0]) else padded_shape[0]
+                    finished = min(end, shape[0]) - base
+                    if finished > 0:
+                        arg = buffer[:, :finished, :, :shape[2]].argmax(dim=0)
+                        labels[base:base + finished, y0:y1] = arg.to(torch.uint8).cpu().numpy()
+                    shift = end - base
+                    if shift < S:
+                        buffer[:, :S - shift] = buffer[:, shift:].clone()
+                    buffer[:, max(S - shift, 0):] = 0
+                    base = end
+        return labels
+
+    def _forward(self, padded: torch.Tensor, levels: list[torch.Tensor], batch: list[tuple[int, int, int]]) -> torch.Tensor:
+        S = self.config.patch_size
+        target = torch.stack([padded[z:z + S, y:y + S, x:x + S] for z, y, x in batch])[:, None]
+        contexts = [torch.stack([lvl[context_slice(o, S, k)] for o in batch])[:, None].to(self.device)
+                    for k, lvl in enumerate(levels, start=1)]
+        out = self.model(target.to(self.device), contexts, with_context_logits=False)
+        return out.target.float()
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def estimate_full_logits_bytes(shape: tuple[int, ...], num_classes: int) -> int:
+    """Memory a whole-volume float32 logit array would need (what MONAI's sliding window holds)."""
+    return int(math.prod(shape)) * num_classes * 4

@@ -1,0 +1,187 @@
+"""Whole-volume predictor: exact context pyramid, tiling vs whole forward, geometry, cancel, bad input."""
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from sneakynet.geometry import InputImageError
+from sneakynet.infer import Cancelled, CancelToken, Predictor
+from sneakynet.intensity import CTNormalization
+from sneakynet.models import NetConfig, NetOutput, build_network
+from sneakynet.tiling import context_level, context_slice, padded_length, tile_starts, tile_step
+
+torch.set_num_threads(1)
+
+
+class ThresholdNet(nn.Module):
+    """Label 1 where the normalised CT is above ``level``: makes the expected output exact."""
+
+    def __init__(self, level_hu: float = 200.0, num_context: int = 0):
+        super().__init__()
+        variant = "A" if num_context == 0 else "D"
+        self.config = NetConfig(variant, num_context, 32, widths=(1, 1, 1, 1, 1), num_classes=3)
+        self.level = (level_hu - 500.0) / 1500.0  # CTNormalization defaults
+        self.seen_contexts = 0
+
+    def forward(self, target, contexts=(), with_context_logits=None):
+        self.seen_contexts = len(contexts)
+        score = (target - self.level) * 100
+        return NetOutput(torch.cat([torch.zeros_like(score), score, score - 1e6], dim=1), [])
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_context_level_equals_naive_pad_and_pool(k):
+    rng = np.random.default_rng(k)
+    S = 32
+    v = rng.random((48, 64, 80), dtype=np.float32)
+    pad = (2**k - 1) * S // 2
+    f = 2**k
+    naive = np.pad(v, pad, mode="edge")
+    naive = naive.reshape(naive.shape[0] // f, f, naive.shape[1] // f, f, naive.shape[2] // f, f).mean((1, 3, 5))
+    level = context_level(v, S, k)
+    np.testing.assert_allclose(level, naive, atol=1e-5)
+    # the context of a border tile is the 2^k*S cube around its centre, pooled
+    origin = (16, 0, 48)
+    padded = np.pad(v, pad, mode="edge")
+    cube = padded[tuple(slice(o + S // 2 - f * S // 2 + pad, o + S // 2 + f * S // 2 + pad) for o in origin)]
+    expected = cube.reshape(S, f, S, f, S, f).mean((1, 3, 5))
+    np.testing.assert_allclose(level[context_slice(origin, S, k)], expected, atol=1e-5)
+
+
+def test_tile_grid_covers_volume_exactly():
+    for n in (1, 31, 32, 33, 100, 161):
+        step = tile_step(32, 0.5)
+        p = padded_length(n, 32, step)
+        starts = tile_starts(p, 32, step)
+        assert p >= max(n, 32) and starts[-1] + 32 == p and all(s % 16 == 0 for s in starts)
+
+
+def _smooth_volume(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    v = torch.rand((1, 1, *shape), generator=g)
+    return (torch.nn.functional.avg_pool3d(v, 5, 1, 2)[0, 0] * 6 - 3).numpy()
+
+
+def test_tiled_prediction_agrees_with_whole_volume_forward():
+    torch.manual_seed(0)
+    model = build_network(NetConfig("A", 0, 32, widths=(8, 8, 16, 16, 16), num_classes=12)).eval()
+    vol = _smooth_volume((48, 64, 80))
+    labels = Predictor.from_model(model, (2, 2, 2), log=lambda m: None).predict_array(vol)
+    with torch.no_grad():
+        whole = model(torch.from_numpy(vol)[None, None]).target.argmax(1)[0].numpy()
+    assert (labels == whole).mean() >= 0.99
+
+
+def test_splitting_the_slab_buffer_does_not_change_labels():
+    torch.manual_seed(1)
+    model = build_network(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=6)).eval()
+    vol = _smooth_volume((40, 70, 50), seed=3)
+    one = Predictor.from_model(model, (2, 2, 2), log=lambda m: None)
+    small = Predictor.from_model(model, (2, 2, 2), buffer_bytes=6 * 32 * 64 * 4 * 20, log=lambda m: None)
+    a, b = one.predict_array(vol), small.predict_array(vol)
+    assert one.stats.parts == 1 and small.stats.parts > 1
+    np.testing.assert_array_equal(a, b)
+
+
+def _ct_with_bone(size=(37, 29, 23), spacing=(2.0, 2.0, 2.0), direction=None, origin=(0, 0, 0), seed=0):
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[np.arange(n) for n in size[::-1]], indexing="ij")
+    arr = np.full(size[::-1], -50.0) + rng.normal(0, 10, size[::-1])
+    arr[(x - size[0] * 0.3) ** 2 + (y - size[1] / 2) ** 2 + (z - size[2] / 2) ** 2 < 30] = 900  # left-ish ball
+    arr[(x > size[0] * 0.6) & (x < size[0] * 0.8) & (y > 4) & (y < 10)] = 700  # rod
+    img = sitk.GetImageFromArray(arr.astype(np.int16))
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    if direction is not None:
+        img.SetDirection(direction)
+    return img
+
+
+def _rotation(ax, ay, az):
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return tuple((rz @ ry @ rx).ravel())
+
+
+GRIDS = {
+    "LPS": dict(direction=None, origin=(0, 0, 0)),
+    "RAS": dict(direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1), origin=(120.5, 80.25, -33.0)),
+    "permuted": dict(direction=(0, 1, 0, 0, 0, -1, -1, 0, 0), origin=(-17.0, 4.0, 250.0)),
+    "oblique": dict(direction=_rotation(0.2, -0.15, 0.3), origin=(3.3, -7.7, 11.1)),
+}
+
+
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_output_lies_on_the_input_grid_voxel_for_voxel(grid):
+    image = _ct_with_bone(**GRIDS[grid])
+    predictor = Predictor.from_model(ThresholdNet(), (2.0, 2.0, 2.0), log=lambda m: None)
+    labels = predictor.predict_image(image)
+    assert labels.GetSize() == image.GetSize() and labels.GetSpacing() == image.GetSpacing()
+    assert labels.GetOrigin() == image.GetOrigin() and labels.GetDirection() == image.GetDirection()
+    assert labels.GetPixelID() == sitk.sitkUInt8
+    expected = (sitk.GetArrayFromImage(image) > 200).astype(np.uint8)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(labels), expected)
+
+
+@pytest.mark.parametrize("spacing", [(1.3, 1.7, 3.1), (2.5, 2.5, 1.0)])
+def test_anisotropic_input_is_resampled_and_mapped_back(spacing):
+    image = _ct_with_bone(size=(41, 33, 19), spacing=spacing, **GRIDS["RAS"])
+    predictor = Predictor.from_model(ThresholdNet(num_context=1), (2.0, 2.0, 2.0), log=lambda m: None)
+    labels = predictor.predict_image(image)
+    assert predictor.model.seen_contexts == 1
+    assert labels.GetSize() == image.GetSize() and labels.GetDirection() == image.GetDirection()
+    assert labels.GetOrigin() == image.GetOrigin() and labels.GetSpacing() == image.GetSpacing()
+    expected = sitk.GetArrayFromImage(image) > 200
+    got = sitk.GetArrayFromImage(labels) == 1
+    dice = 2 * (expected & got).sum() / (expected.sum() + got.sum())
+    assert dice > 0.85, dice
+
+
+def test_cancel_stops_within_one_batch():
+    image = _ct_with_bone(size=(70, 70, 40))
+    predictor = Predictor.from_model(ThresholdNet(), (2.0, 2.0, 2.0), batch_size=1, log=lambda m: None)
+    token = CancelToken()
+    calls = []
+
+    def progress(fraction, message):
+        calls.append(message)
+        if message.startswith("tile 1/"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        predictor.predict_image(image, progress=progress, cancel=token)
+    assert [m for m in calls if m.startswith("tile")] == [f"tile 1/{predictor.stats.tiles}"]
+
+
+def _vector_image():
+    return sitk.Image([8, 8, 8], sitk.sitkVectorUInt8, 3)
+
+
+BAD = {
+    "components per voxel": _vector_image,
+    "is 2D": lambda: sitk.Image([32, 32], sitk.sitkInt16),
+    "is 4D": lambda: sitk.Image([8, 8, 8, 3], sitk.sitkInt16),
+    "single slice": lambda: sitk.Image([32, 32, 1], sitk.sitkInt16),
+    "no finite values": lambda: sitk.GetImageFromArray(np.full((4, 5, 6), np.nan, np.float32)),
+    "no CT data": lambda: sitk.Image([8, 8, 8], sitk.sitkInt16),
+}
+
+
+@pytest.mark.parametrize("problem", list(BAD))
+def test_non_ct_input_fails_with_a_clear_message(problem):
+    predictor = Predictor.from_model(ThresholdNet(), (2.0, 2.0, 2.0), log=lambda m: None)
+    with pytest.raises(InputImageError, match=problem):
+        predictor.predict_image(BAD[problem]())
+
+
+def test_normalisation_comes_from_the_caller():
+    image = _ct_with_bone()
+    # clipping at 100 HU maps every voxel below ThresholdNet's 200 HU level: nothing is bone
+    custom = CTNormalization(clip_min=-1000, clip_max=100, center=500, scale=1500)
+    predictor = Predictor.from_model(ThresholdNet(), (2.0, 2.0, 2.0), normalization=custom, log=lambda m: None)
+    assert sitk.GetArrayFromImage(predictor.predict_image(image)).sum() == 0
+    default = Predictor.from_model(ThresholdNet(), (2.0, 2.0, 2.0), log=lambda m: None)
+    assert sitk.GetArrayFromImage(default.predict_image(image)).sum() > 0

@@ -14,7 +14,10 @@ import sys
 # (command, module under sneakynet.commands, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
     ("info", "info", "show the label table, presets and parameter counts"),
+    ("segment", "segment", "segment the bones of a CT (file, DICOM folder or folder of cases)"),
     ("evaluate", "evaluate", "score predicted label maps against references (DSC, HD95, confusion)"),
+    ("export-meshes", "export_meshes", "per-bone meshes for VR/AR/Slicer: GLB, glTF, OBJ+MTL, STL, PLY"),
+    ("render", "render", "class-coloured PNG preview of a label map (anterior + lateral, optional skin)"),
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130

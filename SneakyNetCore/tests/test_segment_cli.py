@@ -1,0 +1,100 @@
+"""``sneakynet segment`` end to end with a randomly initialised bundle (geometry, formats, folders, errors).
+
+The random network's labels mean nothing; these tests check files, geometry and messages.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from sneakynet.bundle import intensity_spec, save_bundle
+from sneakynet.cli import main
+from sneakynet.intensity import CTNormalization
+from sneakynet.models import NetConfig, build_network
+from sneakynet.segfile import read_seg_nrrd_names
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "totalseg_example"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_network(NetConfig("D", 1, 32, widths=(4, 8, 8, 16, 16)))
+    return save_bundle(model, tmp_path_factory.mktemp("b") / "bundle", spacing=(6.0, 6.0, 6.0),
+                       intensity=intensity_spec(CTNormalization()), description="random test network",
+                       training={"data": "none"})
+
+
+def _same_grid(a: sitk.Image, b: sitk.Image) -> None:
+    assert a.GetSize() == b.GetSize()
+    np.testing.assert_allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=1e-6)
+
+
+REAL_CTS = ["example_ct.nii.gz", "example_ct_sm.nii.gz", "example_ct_dicom"]
+
+
+@pytest.mark.parametrize("name", REAL_CTS)
+def test_segment_runs_on_every_real_ct_and_keeps_its_geometry(name, bundle, tmp_path):
+    src = SHARED_DATA / name
+    assert src.exists(), f"shared data missing: {src}"
+    out = tmp_path / "labels.nii.gz"
+    assert main(["segment", str(src), str(out), "--model", str(bundle), "--device", "cpu", "--fast"]) == 0
+    from sneakynet.io import read_image
+
+    _same_grid(sitk.ReadImage(str(out)), read_image(src))
+
+
+def test_seg_nrrd_output_has_names_and_colours(bundle, tmp_path):
+    out = tmp_path / "case.seg.nrrd"
+    assert main(["segment", str(SHARED_DATA / "example_ct_sm.nii.gz"), str(out), "--model", str(bundle),
+                 "--device", "cpu", "--fast"]) == 0
+    labels = sitk.ReadImage(str(out))
+    present = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v)
+    names = read_seg_nrrd_names(out)
+    from sneakynet.labels import load_label_table
+
+    table = load_label_table()
+    assert sorted(names) == present and all(names[v] == table.by_id(v).display for v in present)
+
+
+def test_folder_mode_skips_finished_cases(bundle, tmp_path, capsys):
+    cases = tmp_path / "in"
+    cases.mkdir()
+    src = sitk.ReadImage(str(SHARED_DATA / "example_ct_sm.nii.gz"))
+    for name in ("a_0000.nii.gz", "b.nrrd"):
+        sitk.WriteImage(src, str(cases / name))
+    out = tmp_path / "out"
+    assert main(["segment", str(cases), str(out), "--model", str(bundle), "--device", "cpu", "--fast"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.nii.gz", "b.nii.gz"]
+    (out / "b.nii.gz").unlink()
+    assert main(["segment", str(cases), str(out), "--model", str(bundle), "--device", "cpu", "--fast"]) == 0
+    assert "skipping 1 finished case" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["a.nii.gz", "b.nii.gz"]
+
+
+def test_bad_inputs_exit_2_with_message_and_no_output(bundle, tmp_path, capsys):
+    out = tmp_path / "x.nii.gz"
+    assert main(["segment", str(tmp_path / "missing.nii.gz"), str(out), "--model", str(bundle)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    rgb = tmp_path / "rgb.png"
+    sitk.WriteImage(sitk.Image([16, 16], sitk.sitkVectorUInt8, 3), str(tmp_path / "rgb.nrrd"))
+    assert main(["segment", str(tmp_path / "rgb.nrrd"), str(out), "--model", str(bundle), "--device", "cpu"]) == 2
+    assert "components per voxel" in capsys.readouterr().err
+    assert main(["segment", str(SHARED_DATA / "example_ct_sm.nii.gz"), str(out), "--model",
+                 str(tmp_path / "nobundle")]) == 2
+    assert "nobundle" in capsys.readouterr().err
+    assert not out.exists() and not rgb.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".x.nii.gz")]
+
+
+def test_existing_output_is_replaced_only_by_a_finished_result(bundle, tmp_path):
+    out = tmp_path / "labels.nii.gz"
+    out.write_bytes(b"previous result")
+    bad = tmp_path / "flat.nii.gz"
+    sitk.WriteImage(sitk.Image([8, 8, 8], sitk.sitkInt16), str(bad))
+    assert main(["segment", str(bad), str(out), "--model", str(bundle), "--device", "cpu"]) == 2
+    assert out.read_bytes() == b"previous result"

@@ -1,0 +1,102 @@
+"""``export_meshes``: label map -> per-bone meshes on disk (GLB, glTF, OBJ+MTL, STL, PLY).
+
+The output folder appears only when everything succeeded: files are written (each
+atomically) into a hidden temporary sibling folder which is renamed onto ``out_dir`` at the
+end (or, if ``out_dir`` already exists, whose files are moved into it one by one with atomic
+renames). A bad label map fails before anything touches the disk.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import SimpleITK as sitk
+
+from sneakynet.export.formats import write_obj, write_ply, write_stl
+from sneakynet.export.gltf import write_gltf
+from sneakynet.export.labelmap import load_label_map
+from sneakynet.export.surfaces import check_options, smoothing_iterations, surfaces_from_label_map
+from sneakynet.labels import load_label_table
+
+FORMATS = ("glb", "gltf", "obj", "stl", "ply")
+STEM = "bones"  # name of the single-file outputs: bones.glb, bones.gltf/.bin, bones.obj/.mtl, bones.stl
+
+
+def export_meshes(
+    labels: sitk.Image | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    fmt: str = "glb",
+    smooth: bool | int = True,
+    decimate: float = 0.0,
+    triangle_budget: int | None = None,
+    merged_stl: bool = False,
+    progress: Callable[[float, str], None] | None = None,
+    method: str = "surface_nets",
+) -> list[Path]:
+    """Write one mesh per present bone of ``labels`` into ``out_dir``; return the written paths.
+
+    ``fmt``: ``glb`` (one ``bones.glb``), ``gltf`` (``bones.gltf`` + ``bones.bin``), ``obj``
+    (``bones.obj`` + ``bones.mtl``), ``stl`` (``<bone>.stl`` each, or ``bones.stl`` with
+    ``merged_stl``), ``ply`` (``<bone>.ply`` each, vertex-coloured). OBJ/STL/PLY are in RAS mm,
+    glTF in metres (see :mod:`sneakynet.export.frames`). ``smooth``/``decimate``/
+    ``triangle_budget`` as in :func:`extract_surfaces`. ``progress(fraction, message)`` is
+    called as work advances. Raises ``ValueError`` (``LabelMapError`` for bad label maps,
+    naming the file) without creating ``out_dir``.
+    """
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown mesh format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_options(decimate, triangle_budget, method)
+    iterations = smoothing_iterations(smooth)
+    report = progress or (lambda fraction, message: None)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a folder")
+
+    report(0.0, "reading label map")
+    label_map = load_label_map(labels)
+    surfaces = surfaces_from_label_map(
+        label_map, iterations, decimate, triangle_budget, method,
+        progress=lambda f, msg: report(0.02 + 0.83 * f, msg),
+    )
+    report(0.86, f"writing {fmt.upper()}")
+    table = load_label_table()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+        if fmt in ("glb", "gltf"):
+            written = write_gltf(surfaces, staging / f"{STEM}.{fmt}", table, source=label_map.source)
+        elif fmt == "obj":
+            written = write_obj(surfaces, staging / f"{STEM}.obj", table)
+        elif fmt == "stl":
+            written = write_stl(surfaces, staging, table, merged=merged_stl, stem=STEM)
+        else:
+            written = write_ply(surfaces, staging, table)
+        final = _publish(staging, out_dir, written)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    report(1.0, f"wrote {len(final)} file(s) to {out_dir}")
+    return final
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(staging: Path, out_dir: Path, written: list[Path]) -> list[Path]:
+    """Move the finished staging folder into place; returns the final file paths."""
+    names = [p.name for p in written]
+    try:
+        os.rename(staging, out_dir)  # fails if out_dir exists (non-empty) or appeared meanwhile
+    except OSError:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+    return [out_dir / name for name in names]

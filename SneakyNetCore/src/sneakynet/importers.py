@@ -1,0 +1,521 @@
+"""Import foreign CT datasets into the SneakyNet dataset format (see :mod:`sneakynet.dataset`).
+
+Two sources:
+
+* **nnU-Net raw** (v2, or v1 with ``labels {"1": name}``): ``imagesTr/<case>_0000<ending>``,
+  ``labelsTr/<case><ending>``, ``dataset.json``. Each source label name is resolved in this order:
+  a user mapping (``--mapping``), the SneakyNet table name itself, a TotalSegmentator class name
+  from ``resources/totalseg_mapping.json`` (TotalSegmentator trains on nnU-Net datasets with these
+  names), else background. Only channel 0 is imported and it must be CT.
+* **TotalSegmentator style**: a folder per case holding ``ct.nii.gz`` and either
+  ``segmentations/<class>.nii.gz`` binary masks (the layout of the TotalSegmentator training
+  data) or one multilabel map ``segmentations.nii.gz`` whose values follow TotalSegmentator v2's
+  ``total`` class map (``TotalSegmentator --ml``). ``SRC`` may also be a single case folder.
+
+The class mapping ships as ``resources/totalseg_mapping.json`` (all 117 ``total`` classes, the 62
+bone classes mapped, the choices explained: vertebrae_S1 -> sacrum, skull -> cranium, sternum ->
+sternum_body, clavicula -> clavicle). Everything unmapped becomes background and is reported with
+its voxel count. The output folder is built beside ``DST`` and renamed into place at the end, so a
+failed import never leaves a half-written dataset.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from sneakynet.dataset import (
+    CHANNEL_SUFFIX,
+    DATASET_JSON,
+    DEFAULT_FILE_ENDING,
+    IMAGES_DIR,
+    LABELS_DIR,
+    DatasetError,
+    geometry_mismatch,
+    label_value_counts,
+    make_dataset_json,
+    valid_case_id,
+    write_json_atomic,
+)
+from sneakynet.io import ImageReadError, read_image, write_image
+from sneakynet.labels import load_label_table
+
+BACKGROUND = "background"
+IMPORT_REPORT_JSON = "import_report.json"
+TOTALSEG_CT = "ct.nii.gz"
+TOTALSEG_MASK_DIR = "segmentations"
+TOTALSEG_MULTILABEL = "segmentations.nii.gz"
+
+Progress = Callable[[int, int, str], None]  # (cases done, cases total, case id)
+
+
+class DatasetImportError(DatasetError):
+    """A source dataset or mapping cannot be imported; the message names the file and the problem."""
+
+
+# ----------------------------------------------------------------------------------------------
+# mapping
+
+
+@dataclass(frozen=True)
+class TotalSegMapping:
+    """TotalSegmentator v2 ``total`` class map and its translation to SneakyNet bone names."""
+
+    classes: dict[int, str]  # TotalSegmentator value -> class name
+    to_sneakynet: dict[str, str]  # TotalSegmentator class name -> SneakyNet bone name
+    choices: dict[str, str]  # documented mapping decisions
+
+
+@lru_cache(maxsize=None)
+def load_totalseg_mapping() -> TotalSegMapping:
+    """The packaged mapping ``resources/totalseg_mapping.json`` (validated against the label table)."""
+    source = "sneakynet/resources/totalseg_mapping.json"
+    data = json.loads(resources.files("sneakynet").joinpath("resources/totalseg_mapping.json").read_text("utf-8"))
+    classes = {int(k): str(v) for k, v in data["classes"].items()}
+    to = {str(k): str(v) for k, v in data["to_sneakynet"].items()}
+    _check_targets(to, source)
+    unknown = sorted(set(to) - set(classes.values()))
+    if unknown:
+        raise DatasetImportError(f"{source}: to_sneakynet names unknown TotalSegmentator classes {unknown}")
+    return TotalSegMapping(classes=classes, to_sneakynet=to, choices=dict(data.get("choices", {})))
+
+
+def _check_targets(mapping: dict[str, str], source: str) -> None:
+    table = load_label_table()
+    for src, dst in mapping.items():
+        if dst == BACKGROUND:
+            continue
+        try:
+            table.by_name(dst)
+        except KeyError:
+            raise DatasetImportError(
+                f"{source}: {src!r} maps to {dst!r}, which is neither a SneakyNet bone name nor 'background'"
+            ) from None
+
+
+def read_user_mapping(path: str | os.PathLike) -> dict[str, str]:
+    """A user mapping file: ``{source_name: sneakynet_name | "background"}``, or an object with a
+    ``to_sneakynet`` member of that form (a copy of the packaged mapping, edited)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetImportError(f"{p}: mapping file does not exist")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetImportError(f"{p}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "to_sneakynet" in data:
+        data = data["to_sneakynet"]
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise DatasetImportError(f"{p}: must be a JSON object {{source class name: SneakyNet bone name}}")
+    _check_targets(data, str(p))
+    return dict(data)
+
+
+def resolve_name(name: str, user_mapping: dict[str, str] | None = None) -> str:
+    """SneakyNet name for a source class name: user mapping, own table name, TotalSegmentator name,
+    else ``"background"``."""
+    if user_mapping and name in user_mapping:
+        return user_mapping[name]
+    table = load_label_table()
+    try:
+        return table.by_name(name).name
+    except KeyError:
+        pass
+    return load_totalseg_mapping().to_sneakynet.get(name, BACKGROUND)
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+
+@dataclass
+class ClassCount:
+    """Voxels of one source class in one case and where they went."""
+
+    source_name: str
+    source_value: int | None  # label value in a multilabel source; None for a binary mask file
+    target_name: str  # SneakyNet bone name or "background"
+    target_id: int
+    voxels: int
+
+
+@dataclass
+class CaseImport:
+    case_id: str
+    classes: list[ClassCount] = field(default_factory=list)
+    overlap_voxels: int = 0  # binary masks only: voxels claimed by more than one mapped mask
+
+
+@dataclass
+class ImportReport:
+    """What an import did, per case and class; written to ``<DST>/import_report.json``."""
+
+    format: str
+    source: str
+    destination: str
+    cases: list[CaseImport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def mapped_voxels(self) -> dict[str, int]:
+        """SneakyNet bone name -> imported voxels over all cases."""
+        out: dict[str, int] = {}
+        for case in self.cases:
+            for c in case.classes:
+                if c.target_id:
+                    out[c.target_name] = out.get(c.target_name, 0) + c.voxels
+        return out
+
+    def unmapped_voxels(self) -> dict[str, int]:
+        """Source class name -> voxels set to background over all cases (source background excluded)."""
+        out: dict[str, int] = {}
+        for case in self.cases:
+            for c in case.classes:
+                if not c.target_id and c.source_name != BACKGROUND:
+                    out[c.source_name] = out.get(c.source_name, 0) + c.voxels
+        return out
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["mapped_voxels"] = self.mapped_voxels()
+        data["unmapped_voxels"] = self.unmapped_voxels()
+        return data
+
+    def summary(self) -> str:
+        """A short human-readable summary for the CLI."""
+        mapped, unmapped = self.mapped_voxels(), self.unmapped_voxels()
+        lines = [
+            f"imported {len(self.cases)} case(s) from {self.source} ({self.format}) into {self.destination}",
+            f"bones present: {len(mapped)}, {sum(mapped.values())} voxels",
+        ]
+        lines += [f"  {name}: {n}" for name, n in mapped.items()]
+        if unmapped:
+            lines.append(f"unmapped classes set to background: {len(unmapped)}, {sum(unmapped.values())} voxels")
+            lines += [f"  {name}: {n}" for name, n in sorted(unmapped.items(), key=lambda kv: -kv[1])]
+        overlaps = sum(c.overlap_voxels for c in self.cases)
+        if overlaps:
+            lines.append(f"voxels claimed by more than one mask (last mask wins): {overlaps}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# output folder handling
+
+
+class _StagedFolder:
+    """Build a dataset beside ``dst`` and rename it into place only when complete."""
+
+    def __init__(self, dst: Path, overwrite: bool) -> None:
+        self.dst = dst
+        if dst.exists():
+            if not dst.is_dir():
+                raise DatasetImportError(f"{dst}: exists and is not a folder")
+            if any(dst.iterdir()) and not overwrite:
+                raise DatasetImportError(f"{dst}: folder exists and is not empty (use --overwrite to replace it)")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the dataset gets the usual permissions
+        (self.tmp / IMAGES_DIR).mkdir()
+        (self.tmp / LABELS_DIR).mkdir()
+
+    def commit(self) -> None:
+        old = None
+        if self.dst.exists():
+            old = self.dst.parent / f".{self.dst.name}.old-{os.getpid()}"
+            os.rename(self.dst, old)
+        os.rename(self.tmp, self.dst)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _read(path: Path) -> sitk.Image:
+    try:
+        img = read_image(path)
+    except ImageReadError as exc:
+        raise DatasetImportError(str(exc)) from None
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise DatasetImportError(f"{path}: must be a 3-D scalar image")
+    return img
+
+
+def _write_ct(src_path: Path, ct: sitk.Image, dst_path: Path) -> None:
+    """Copy a ``.nii.gz`` CT byte for byte (lossless, fast); convert other formats with SimpleITK."""
+    if src_path.name.endswith(DEFAULT_FILE_ENDING):
+        shutil.copyfile(src_path, dst_path)
+    else:
+        write_image(ct, dst_path)
+
+
+def _write_labels(ct: sitk.Image, labels: np.ndarray, dst_path: Path) -> None:
+    img = sitk.GetImageFromArray(labels.astype(np.uint8, copy=False))
+    img.CopyInformation(ct)
+    write_image(img, dst_path)
+
+
+def _finish(stage: _StagedFolder, report: ImportReport, description: str) -> None:
+    meta = make_dataset_json(
+        num_training=len(report.cases),
+        name=Path(report.destination).name,
+        description=description,
+        extra={"sneakynet_import": {"format": report.format, "source": report.source}},
+    )
+    write_json_atomic(report.to_dict(), stage.tmp / IMPORT_REPORT_JSON)
+    write_json_atomic(meta, stage.tmp / DATASET_JSON)
+    stage.commit()
+
+
+# ----------------------------------------------------------------------------------------------
+# nnU-Net raw
+
+
+def _nnunet_labels(meta: dict, path: Path) -> dict[int, str]:
+    """Source label value -> name, from nnU-Net v2 ``{name: id}`` or v1 ``{"id": name}``."""
+    labels = meta.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        raise DatasetImportError(f"{path}: 'labels' must be a non-empty object")
+    out: dict[int, str] = {}
+    if all(isinstance(k, str) and k.isdigit() and isinstance(v, str) for k, v in labels.items()):
+        out = {int(k): v for k, v in labels.items()}  # nnU-Net v1
+    else:
+        for name, value in labels.items():
+            if isinstance(value, list):
+                raise DatasetImportError(
+                    f"{path}: label {name!r} is region-based ({value}); only plain label maps can be imported"
+                )
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise DatasetImportError(f"{path}: label {name!r} must have a non-negative integer id, got {value!r}")
+            if value in out:
+                raise DatasetImportError(f"{path}: labels {out[value]!r} and {name!r} share id {value}")
+            out[value] = name
+    out[0] = BACKGROUND  # nnU-Net: value 0 is background whatever it is called
+    return out
+
+
+def import_nnunet(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    user_mapping: dict[str, str] | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import an nnU-Net raw dataset folder into a SneakyNet dataset at ``dst``; returns the report."""
+    src, dst = Path(src), Path(dst)
+    json_path = src / DATASET_JSON
+    if not json_path.is_file():
+        raise DatasetImportError(f"{json_path}: file is missing (is {src} an nnU-Net raw dataset?)")
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetImportError(f"{json_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DatasetImportError(f"{json_path}: must hold a JSON object")
+    value_names = _nnunet_labels(meta, json_path)
+    channels = meta.get("channel_names", meta.get("modality", {"0": "CT"}))
+    report = ImportReport(format="nnunet", source=str(src), destination=str(dst))
+    if not isinstance(channels, dict) or "0" not in channels:
+        raise DatasetImportError(f"{json_path}: channel_names must list channel \"0\"")
+    if str(channels["0"]).upper() != "CT":
+        raise DatasetImportError(f"{json_path}: channel 0 is {channels['0']!r}; SneakyNet imports CT only")
+    if len(channels) > 1:
+        report.notes.append(f"source has {len(channels)} channels; only channel 0 (CT) was imported")
+    ending = meta.get("file_ending", DEFAULT_FILE_ENDING)
+    images_dir, labels_dir = src / IMAGES_DIR, src / LABELS_DIR
+    if not images_dir.is_dir():
+        raise DatasetImportError(f"{images_dir}: folder is missing")
+    suffix = f"{CHANNEL_SUFFIX}{ending}"
+    cases = sorted(p.name[: -len(suffix)] for p in images_dir.iterdir() if p.name.endswith(suffix))
+    if not cases:
+        raise DatasetImportError(f"{images_dir}: no images named <case>{suffix}")
+    for case in cases:
+        if not valid_case_id(case):
+            raise DatasetImportError(f"{images_dir / (case + suffix)}: case id {case!r} is not file-name safe")
+        if not (labels_dir / f"{case}{ending}").is_file():
+            raise DatasetImportError(f"{labels_dir / (case + ending)}: label map of case {case!r} is missing")
+
+    table = load_label_table()
+    targets = {v: resolve_name(n, user_mapping) if v else BACKGROUND for v, n in value_names.items()}
+    lut = np.zeros(max(value_names) + 1, dtype=np.uint8)
+    for v, name in targets.items():
+        lut[v] = table.by_name(name).id if name != BACKGROUND else 0
+
+    stage = _StagedFolder(dst, overwrite)
+    try:
+        for i, case in enumerate(cases):
+            image_path, label_path = images_dir / f"{case}{suffix}", labels_dir / f"{case}{ending}"
+            ct, labels = _read(image_path), _read(label_path)
+            problem = geometry_mismatch(ct, labels)
+            if problem:
+                raise DatasetImportError(f"{label_path}: {problem} ({image_path.name})")
+            counts = label_value_counts(labels, label_path)
+            bad = [int(v) for v in np.flatnonzero(counts) if int(v) not in value_names]
+            if bad:
+                raise DatasetImportError(f"{label_path}: label value(s) {bad[:8]} are not listed in {json_path}")
+            arr = sitk.GetArrayViewFromImage(labels)
+            out = lut[arr.astype(np.intp, copy=False)] if arr.dtype != np.uint8 else lut[arr]
+            entry = CaseImport(case_id=case)
+            for v in np.flatnonzero(counts):
+                name = targets[int(v)]
+                entry.classes.append(ClassCount(
+                    source_name=value_names[int(v)], source_value=int(v), target_name=name,
+                    target_id=int(lut[v]), voxels=int(counts[v]),
+                ))
+            _write_ct(image_path, ct, stage.tmp / IMAGES_DIR / f"{case}{CHANNEL_SUFFIX}{DEFAULT_FILE_ENDING}")
+            _write_labels(ct, out, stage.tmp / LABELS_DIR / f"{case}{DEFAULT_FILE_ENDING}")
+            report.cases.append(entry)
+            if progress:
+                progress(i + 1, len(cases), case)
+        _finish(stage, report, f"imported from nnU-Net raw dataset {src.name}")
+    except BaseException:
+        stage.discard()
+        raise
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# TotalSegmentator
+
+
+def _totalseg_cases(src: Path) -> list[Path]:
+    if not src.is_dir():
+        raise DatasetImportError(f"{src}: source folder does not exist")
+    if (src / TOTALSEG_CT).is_file():
+        return [src]  # a single case folder
+    cases = []
+    for p in sorted(src.iterdir()):
+        if not p.is_dir() or p.name.startswith((".", "__")):
+            continue
+        if not (p / TOTALSEG_CT).is_file():
+            raise DatasetImportError(f"{p / TOTALSEG_CT}: file is missing (every case folder needs its CT)")
+        cases.append(p)
+    if not cases:
+        raise DatasetImportError(f"{src}: no case folders with {TOTALSEG_CT} found")
+    return cases
+
+
+def _import_totalseg_multilabel(
+    ct: sitk.Image, path: Path, mapping: TotalSegMapping, user_mapping: dict[str, str] | None, entry: CaseImport
+) -> np.ndarray:
+    labels = _read(path)
+    problem = geometry_mismatch(ct, labels)
+    if problem:
+        raise DatasetImportError(f"{path}: {problem} (ct.nii.gz)")
+    counts = label_value_counts(labels, path)
+    bad = [int(v) for v in np.flatnonzero(counts) if v and int(v) not in mapping.classes]
+    if bad:
+        raise DatasetImportError(
+            f"{path}: value(s) {bad[:8]} are not TotalSegmentator v2 'total' classes (1..{max(mapping.classes)})"
+        )
+    table = load_label_table()
+    lut = np.zeros(max(max(mapping.classes), counts.size - 1) + 1, dtype=np.uint8)
+    for value, name in mapping.classes.items():
+        target = resolve_name(name, user_mapping)
+        lut[value] = table.by_name(target).id if target != BACKGROUND else 0
+    for v in np.flatnonzero(counts):
+        if v == 0:
+            continue
+        name = mapping.classes[int(v)]
+        entry.classes.append(ClassCount(
+            source_name=name, source_value=int(v), target_name=resolve_name(name, user_mapping),
+            target_id=int(lut[v]), voxels=int(counts[v]),
+        ))
+    arr = sitk.GetArrayViewFromImage(labels)
+    return lut[arr.astype(np.intp, copy=False)] if arr.dtype != np.uint8 else lut[arr]
+
+
+def _import_totalseg_masks(
+    ct: sitk.Image, folder: Path, mapping: TotalSegMapping, user_mapping: dict[str, str] | None, entry: CaseImport
+) -> np.ndarray:
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(".nii.gz") and not p.name.startswith("."))
+    if not files:
+        raise DatasetImportError(f"{folder}: no binary masks <class>.nii.gz found")
+    table = load_label_table()
+    out = np.zeros(ct.GetSize()[::-1], dtype=np.uint8)
+    for p in files:
+        name = p.name[: -len(".nii.gz")]
+        target = resolve_name(name, user_mapping)
+        mask_img = _read(p)
+        problem = geometry_mismatch(ct, mask_img)
+        if problem:
+            raise DatasetImportError(f"{p}: {problem} (ct.nii.gz)")
+        mask = sitk.GetArrayViewFromImage(mask_img) != 0
+        n = int(np.count_nonzero(mask))
+        if n == 0:
+            continue
+        target_id = table.by_name(target).id if target != BACKGROUND else 0
+        if target_id:
+            entry.overlap_voxels += int(np.count_nonzero(out[mask]))
+            out[mask] = target_id
+        entry.classes.append(ClassCount(
+            source_name=name, source_value=None, target_name=target, target_id=target_id, voxels=n,
+        ))
+    return out
+
+
+def import_totalseg(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    user_mapping: dict[str, str] | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import TotalSegmentator-style case folders into a SneakyNet dataset at ``dst``.
+
+    Each case folder (its name becomes the case id) holds ``ct.nii.gz`` and either
+    ``segmentations/*.nii.gz`` binary masks or a ``segmentations.nii.gz`` multilabel map with
+    TotalSegmentator v2 ``total`` values. Masks that overlap: the later file (sorted by name) wins,
+    and the overlap is counted in the report.
+    """
+    src, dst = Path(src), Path(dst)
+    mapping = load_totalseg_mapping()
+    cases = _totalseg_cases(src)
+    for case_dir in cases:
+        if not valid_case_id(case_dir.name):
+            raise DatasetImportError(f"{case_dir}: folder name {case_dir.name!r} is not a file-name safe case id")
+        has_dir, has_ml = (case_dir / TOTALSEG_MASK_DIR).is_dir(), (case_dir / TOTALSEG_MULTILABEL).is_file()
+        if has_dir and has_ml:
+            raise DatasetImportError(
+                f"{case_dir}: holds both {TOTALSEG_MASK_DIR}/ and {TOTALSEG_MULTILABEL}; keep one of them"
+            )
+        if not (has_dir or has_ml):
+            raise DatasetImportError(
+                f"{case_dir}: needs {TOTALSEG_MASK_DIR}/<class>.nii.gz masks or a {TOTALSEG_MULTILABEL} label map"
+            )
+    report = ImportReport(format="totalseg", source=str(src), destination=str(dst))
+    stage = _StagedFolder(dst, overwrite)
+    try:
+        for i, case_dir in enumerate(cases):
+            case = case_dir.name
+            ct_path = case_dir / TOTALSEG_CT
+            ct = _read(ct_path)
+            entry = CaseImport(case_id=case)
+            if (case_dir / TOTALSEG_MULTILABEL).is_file():
+                out = _import_totalseg_multilabel(ct, case_dir / TOTALSEG_MULTILABEL, mapping, user_mapping, entry)
+            else:
+                out = _import_totalseg_masks(ct, case_dir / TOTALSEG_MASK_DIR, mapping, user_mapping, entry)
+            _write_ct(ct_path, ct, stage.tmp / IMAGES_DIR / f"{case}{CHANNEL_SUFFIX}{DEFAULT_FILE_ENDING}")
+            _write_labels(ct, out, stage.tmp / LABELS_DIR / f"{case}{DEFAULT_FILE_ENDING}")
+            report.cases.append(entry)
+            if progress:
+                progress(i + 1, len(cases), case)
+        _finish(stage, report, f"imported from TotalSegmentator-style folder {src.name}")
+    except BaseException:
+        stage.discard()
+        raise
+    return report
+
+
+IMPORTERS: dict[str, Callable[..., ImportReport]] = {"nnunet": import_nnunet, "totalseg": import_totalseg}

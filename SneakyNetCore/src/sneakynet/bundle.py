@@ -124,12 +124,12 @@ def unwrap_model(model: nn.Module) -> MultiResolutionUNet:
         model = inner
 
 
-def _json_clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON-safe copy: NaN/inf become None, tuples lists, numpy scalars Python numbers."""
     if isinstance(obj, dict):
-        return {str(k): _json_clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
@@ -209,10 +209,10 @@ def save_bundle(model: nn.Module, out_dir: str | os.PathLike, *, spacing: tuple[
             "patch_size": config.patch_size,
             "num_context": config.num_context,
             "description": str(description),
-            "training": _json_clean(dict(training)),
+            "training": json_safe(dict(training)),
             "demo": bool(demo),
             "disclaimer": str(disclaimer),
-            "metrics": _json_clean(metrics) if metrics is not None else None,
+            "metrics": json_safe(metrics) if metrics is not None else None,
             "weights": {"file": WEIGHTS_FILE, "sha256": file_sha256(weights), "bytes": weights.stat().st_size,
                         "num_tensors": len(state)},
         }
@@ -403,5 +403,5 @@ def demo_bundle_path() -> Path:
 
 
 __all__ = ["BundleError", "BundleInfo", "CONFIG_FILE", "DEMO_DISCLAIMER", "FORMAT_VERSION", "WEIGHTS_FILE",
-           "check_architecture", "demo_bundle_path", "file_sha256", "intensity_spec", "load_bundle",
+           "check_architecture", "demo_bundle_path", "file_sha256", "intensity_spec", "json_safe", "load_bundle",
            "read_bundle_info", "save_bundle", "unwrap_model", "verify_weights"]

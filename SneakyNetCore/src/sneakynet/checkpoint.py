@@ -1,0 +1,226 @@
+"""Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
+
+A checkpoint is a folder ``<run>/checkpoints/iter_<NNNNNNN>/`` with
+
+* ``state.safetensors``: model weights and buffers (``model/<key>``), optimizer tensors
+  (``optim/<param index>/<name>``), RNG byte states (``rng/torch``, ``rng/cuda/<i>``);
+* ``state.json``: iteration, optimizer hyper-parameters, numpy and Python RNG states, the
+  sampler state, the AMP scaler state, best validation score, ... and the sha256 of the
+  safetensors file.
+
+The folder is written under a temporary name and renamed into place, so a kill at any moment
+leaves either the complete new checkpoint or none; readers skip temporary folders.
+:func:`latest_checkpoint` returns the newest complete one. Everything restores bit-exactly:
+``torch.get_rng_state()`` is a uint8 tensor, numpy's and Python's states are lists of ints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sneakynet.bundle import file_sha256, json_safe
+
+CHECKPOINT_DIR = "checkpoints"
+TENSORS_FILE = "state.safetensors"
+META_FILE = "state.json"
+CHECKPOINT_FORMAT = 1
+_NAME = re.compile(r"^iter_(\d{7,})$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or does not fit the run; the message names the file."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: ``tensors`` by flat name and the JSON ``meta``."""
+
+    path: Path
+    iteration: int
+    tensors: dict[str, torch.Tensor]
+    meta: dict
+
+
+# ----------------------------------------------------------------------------------------------
+# packing state into (tensors, json)
+
+
+def pack_model(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model/<key>`` -> CPU copy of every parameter and buffer."""
+    return {f"model/{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def unpack_model(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Load ``model/<key>`` tensors into ``model`` (strict: keys and shapes must match)."""
+    state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{source}: model weights do not fit this network ({first})") from None
+
+
+def pack_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state: tensors (``optim/<index>/<name>``) and JSON (param groups, scalar state)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entries in sd["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optim/{index}/{name}"] = value.detach().to("cpu", copy=True).contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def unpack_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict,
+                     source: Path) -> None:
+    """Inverse of :func:`pack_optimizer`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, index, name = key.split("/", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, entries in meta.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(entries)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{source}: optimizer state does not fit ({exc})") from None
+
+
+def capture_rng() -> tuple[dict[str, torch.Tensor], dict]:
+    """Global RNG states of torch (CPU and every CUDA device), numpy's legacy generator and Python."""
+    tensors = {"rng/torch": torch.get_rng_state().clone()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda/{i}"] = s.clone()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    meta = {
+        "numpy": {"name": name, "keys": [int(k) for k in keys], "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "python": {"version": py_version, "state": list(py_state), "gauss_next": py_gauss},
+    }
+    return tensors, meta
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Inverse of :func:`capture_rng` (CUDA states only where the devices exist)."""
+    torch.set_rng_state(tensors["rng/torch"])
+    cuda = sorted((k for k in tensors if k.startswith("rng/cuda/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+    if cuda and torch.cuda.is_available():
+        states = [tensors[k] for k in cuda][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)
+    n = meta["numpy"]
+    np.random.set_state((n["name"], np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = meta["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# folders
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"iter_{iteration:07d}"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first (temporary folders are ignored)."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _NAME.match(p.name)
+        if m and p.is_dir() and (p / TENSORS_FILE).is_file() and (p / META_FILE).is_file():
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete ``.<name>.tmp-*`` / ``.<name>.old-*`` leftovers of writes interrupted by a kill."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p)
+    return removed
+
+
+def save_checkpoint(run_dir: str | os.PathLike, iteration: int, tensors: dict[str, torch.Tensor], meta: dict,
+                    keep: int = 2) -> Path:
+    """Write checkpoint ``iteration`` atomically and keep only the newest ``keep`` checkpoints."""
+    from safetensors.torch import save_file
+
+    root = Path(run_dir) / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(iteration)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
+    try:
+        save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": "pt"})
+        full = {"format": CHECKPOINT_FORMAT, "iteration": int(iteration),
+                "sha256": file_sha256(tmp / TENSORS_FILE), **json_safe(meta)}
+        (tmp / META_FILE).write_text(json.dumps(full, indent=1, allow_nan=False), encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if final.exists():  # re-saving the same iteration (e.g. end of run == periodic step)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and verify a checkpoint folder (hash, format); tensors are loaded on the CPU."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta_path, tensor_path = path / META_FILE, path / TENSORS_FILE
+    if not meta_path.is_file() or not tensor_path.is_file():
+        raise CheckpointError(f"{path}: incomplete checkpoint (needs {META_FILE} and {TENSORS_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{meta_path}: not a SneakyNet checkpoint of format {CHECKPOINT_FORMAT}")
+    if file_sha256(tensor_path) != meta.get("sha256"):
+        raise CheckpointError(f"{tensor_path}: sha256 does not match {META_FILE}; the file is damaged")
+    try:
+        tensors = load_file(str(tensor_path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{tensor_path}: not a readable safetensors file ({exc})") from None
+    return Checkpoint(path=path, iteration=int(meta["iteration"]), tensors=tensors, meta=meta)
+
+
+__all__ = ["CHECKPOINT_DIR", "Checkpoint", "CheckpointError", "capture_rng", "latest_checkpoint", "list_checkpoints",
+           "load_checkpoint", "pack_model", "pack_optimizer", "remove_stale_temporaries", "restore_rng",
+           "save_checkpoint", "unpack_model", "unpack_optimizer"]

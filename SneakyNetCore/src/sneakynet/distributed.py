@@ -1,0 +1,116 @@
+"""PyTorch distributed set-up for training under ``torchrun`` (DDP; NCCL on GPUs, gloo on CPUs).
+
+Nothing home-made: ``torchrun --nproc_per_node N`` sets ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK``; :func:`init_distributed` reads them, starts the process group and picks the
+device of this rank. Without them it is a plain single process (world size 1).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands: rank among ``world_size`` processes, its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process (rank 0) writes files and shows progress."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(request: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local rank>`` when a GPU is present, else CPU; ``cuda`` without a GPU is an error."""
+    request = request.lower()
+    if request == "gpu":
+        request = "cuda"
+    if request == "auto":
+        request = "cuda" if torch.cuda.is_available() else "cpu"
+    if request == "cpu":
+        return torch.device("cpu")
+    if request.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was requested but no CUDA GPU is available (use --device auto or cpu)")
+        if request == "cuda":
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        return torch.device(request)
+    raise ValueError(f"device must be auto, cpu or cuda, got {request!r}")
+
+
+def init_distributed(device_request: str = "auto") -> DistContext:
+    """Join the process group started by ``torchrun`` (if any) and choose this rank's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_request, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group (safe to call when none was started)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if ctx.distributed:
+        if ctx.device.type == "cuda":
+            dist.barrier(device_ids=[ctx.device.index])
+        else:
+            dist.barrier()
+
+
+def broadcast_flag(ctx: DistContext, value: bool) -> bool:
+    """Rank 0's ``value`` on every rank (e.g. 'stop now')."""
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([1 if value else 0], dtype=torch.int32, device=ctx.device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of every parameter and buffer (name, dtype, shape, bytes), in state-dict order."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def gather_digests(ctx: DistContext, model: nn.Module) -> list[str]:
+    """The weights digest of every rank (rank order); one entry without distribution."""
+    digest = weights_digest(model)
+    if not ctx.distributed:
+        return [digest]
+    raw = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.uint8, device=ctx.device)
+    out = [torch.empty_like(raw) for _ in range(ctx.world_size)]
+    dist.all_gather(out, raw)
+    return [bytes(t.cpu().tolist()).hex() for t in out]
+
+
+__all__ = ["DistContext", "barrier", "broadcast_flag", "gather_digests", "init_distributed", "resolve_device",
+           "shutdown_distributed", "weights_digest"]

@@ -25,6 +25,7 @@ from sneakynet.cli import main as cli_main  # noqa: E402
 from sneakynet.export import LabelMapError, export_meshes, extract_surfaces  # noqa: E402
 from sneakynet.export.frames import RAS_MM_TO_GLTF, index_to_ras  # noqa: E402
 from sneakynet.export.gltf import ROOT_NODE_NAME, srgb_to_linear  # noqa: E402
+from sneakynet.export.surfaces import is_closed_manifold  # noqa: E402
 from sneakynet.export.vtkconv import points_of, polydata_from_arrays, triangles_of  # noqa: E402
 from sneakynet.labels import load_label_table  # noqa: E402
 
@@ -166,6 +167,42 @@ def test_solid_bones_closed_outward_and_volume_within_10_percent(oblique, method
         vox = voxel_volume(oblique, label)
         assert abs(mesh_volume(pd) - vox) / vox < 0.10, (label, method, mesh_volume(pd), vox)
         assert signed_volume(pd) > 0, f"label {label} ({method}) is wound inward"
+
+
+@pytest.mark.parametrize("contact", ["edge", "corner", "edge_line"])
+def test_voxels_touching_along_an_edge_or_corner_give_manifold_meshes(contact):
+    """SurfaceNets' one vertex per cell pinches such contacts into non-manifold edges/vertices."""
+    lab = np.zeros((8, 9, 10), np.uint8)
+    lab[2:4, 2:4, 2:4] = T10
+    if contact == "edge":
+        lab[2:4, 4:6, 4:6] = T10  # shares only the edge x = y = 4 with the first block
+    elif contact == "corner":
+        lab[4:6, 4:6, 4:6] = T10  # shares only one corner
+    else:
+        lab[2:6, 4:7, 4:7] = T10  # edge contact, and the second block also continues upward
+        lab[5, 2:5, 2:5] = T10  # ... and reaches back above the first block: a loop through the pinch
+    img = make_image(lab, spacing=(1.0, 1.2, 1.5))
+    for smooth, decimate in ((0, 0.0), (20, 0.0), (20, 0.5)):
+        pd = extract_surfaces(img, smooth=smooth, decimate=decimate)[T10]
+        assert open_edges(pd) == 0, (contact, smooth, decimate)
+        tri = triangles_of(pd)
+        assert is_closed_manifold(tri)
+        if contact != "edge_line":  # vertex-manifold too: each vertex's triangles form one fan
+            assert all(fan_count(tri, v) == 1 for v in np.unique(tri)), (contact, smooth, decimate)
+        if smooth == 0:  # unsmoothed SurfaceNets follows the voxel faces exactly
+            assert mesh_volume(pd) == pytest.approx(voxel_volume(img, T10), rel=1e-4)
+
+
+def fan_count(tri: np.ndarray, v: int) -> int:
+    """Number of edge-connected groups among the triangles around vertex ``v``."""
+    faces = [list(f) for f in tri[(tri == v).any(axis=1)]]
+    groups: list[set] = []
+    for f in faces:
+        others = {w for w in f if w != v}
+        joined = [g for g in groups if g & others]
+        merged = others.union(*joined)
+        groups = [g for g in groups if g not in joined] + [merged]
+    return len(groups)
 
 
 def test_reflected_direction_keeps_outward_winding_and_position():

@@ -106,7 +106,7 @@ def render_labels(
         # One window per view: SSAO and gradient backgrounds misbehave with several viewports.
         ren = _view_renderer(view, bone_props, skin, bounds, (width, int(size[1])))
         if i == 0:
-            ren.AddActor2D(_caption(caption))
+            ren.AddViewProp(_caption(caption))
         tiles.append(_snapshot(ren, (width, int(size[1]))))
         report(0.8 + 0.2 * (i + 1) / len(views), f"rendered {view} view")
     image = np.concatenate(tiles, axis=1)  # (height, width, 3), top row first
@@ -325,7 +325,7 @@ def _view_renderer(
     heading.GetTextProperty().SetVerticalJustificationToTop()
     heading.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
     heading.SetPosition(0.04, 0.965)
-    ren.AddActor2D(heading)
+    ren.AddViewProp(heading)
     for mark, x, justify in ((left_mark, 0.03, 0), (right_mark, 0.97, 2)):
         t = vtkTextActor()
         t.SetInput(mark)
@@ -334,5 +334,5 @@ def _view_renderer(
         t.GetTextProperty().SetVerticalJustificationToCentered()
         t.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
         t.SetPosition(x, 0.5)
-        ren.AddActor2D(t)
+        ren.AddViewProp(t)
     return ren

@@ -1,0 +1,117 @@
+"""Offscreen 3D picture of a segmentation node's closed surfaces (no Slicer views needed).
+
+Used for the README screenshot and by the batch script's ``--screenshot``: the same surfaces
+Slicer shows in its 3D view (the node's closed-surface representation, RAS millimetres), each
+in its segment colour, seen from the front (anterior) and from the patient's left, on Slicer's
+default 3D background.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import slicer
+import vtk
+
+from .segments import showIn3D
+
+SLICER_BACKGROUND = ((0.7568, 0.7647, 0.9098), (0.4549, 0.4706, 0.7451))  # Slicer's 3D view gradient
+
+
+def renderSegmentation3D(segmentationNode: slicer.vtkMRMLSegmentationNode, pngPath: str | os.PathLike,
+                         size: tuple[int, int] = (1400, 800), caption: str | None = None) -> Path:
+    """Render all segments' closed surfaces into a PNG (anterior and left views side by side).
+
+    Builds the closed-surface representation if the node lacks it. Writes atomically; returns
+    the path. Raises ``ValueError`` if the node has no segment with a surface.
+    """
+    showIn3D(segmentationNode)
+    segmentation = segmentationNode.GetSegmentation()
+    actors = []
+    for index in range(segmentation.GetNumberOfSegments()):
+        segmentId = segmentation.GetNthSegmentID(index)
+        polyData = segmentationNode.GetClosedSurfaceInternalRepresentation(segmentId)
+        if polyData is None or polyData.GetNumberOfPoints() == 0:
+            continue
+        normals = vtk.vtkPolyDataNormals()
+        normals.SetInputData(polyData)
+        normals.SplittingOff()
+        mapper = vtk.vtkPolyDataMapper()
+        mapper.SetInputConnection(normals.GetOutputPort())
+        mapper.ScalarVisibilityOff()
+        actor = vtk.vtkActor()
+        actor.SetMapper(mapper)
+        prop = actor.GetProperty()
+        prop.SetColor(*segmentation.GetNthSegment(index).GetColor())
+        prop.SetSpecular(0.25)
+        prop.SetSpecularPower(20)
+        actors.append(actor)
+    if not actors:
+        raise ValueError(f"'{segmentationNode.GetName()}' has no segment with a closed surface to render")
+
+    window = vtk.vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetMultiSamples(0)  # FXAA and MSAA give black images with the EGL fallback of VTK wheels
+    window.SetSize(*size)
+    # (viewport, camera direction from the focal point, view up): anterior, then patient's left
+    views = (((0.0, 0.0, 0.5, 1.0), (0.0, 1.0, 0.0)), ((0.5, 0.0, 1.0, 1.0), (-1.0, 0.0, 0.0)))
+    for viewport, direction in views:
+        renderer = vtk.vtkRenderer()
+        renderer.SetViewport(*viewport)
+        renderer.GradientBackgroundOn()
+        renderer.SetBackground(*SLICER_BACKGROUND[0])
+        renderer.SetBackground2(*SLICER_BACKGROUND[1])
+        for actor in actors:
+            renderer.AddActor(actor)
+        renderer.ResetCamera()
+        camera = renderer.GetActiveCamera()
+        focal = camera.GetFocalPoint()
+        distance = camera.GetDistance()
+        camera.SetPosition(*(f + distance * d for f, d in zip(focal, direction)))
+        camera.SetViewUp(0.0, 0.0, 1.0)  # superior up
+        renderer.ResetCamera()
+        camera.Zoom(1.15)
+        window.AddRenderer(renderer)
+    renderers = [window.GetRenderers().GetItemAsObject(i) for i in range(len(views))]
+    for renderer, label in zip(renderers, ("anterior", "left")):
+        text = vtk.vtkTextActor()  # positions are in the renderer's own viewport pixels
+        text.SetInput(label)
+        text.GetTextProperty().SetFontSize(max(14, size[1] // 40))
+        text.GetTextProperty().SetColor(1.0, 1.0, 1.0)
+        text.SetPosition(10, size[1] - size[1] // 20 - 10)
+        renderer.AddViewProp(text)
+    if caption:
+        text = vtk.vtkTextActor()
+        text.SetInput(caption)
+        text.GetTextProperty().SetFontSize(max(12, size[1] // 50))
+        text.GetTextProperty().SetColor(1.0, 1.0, 1.0)
+        text.SetPosition(10, 10)
+        renderers[0].AddViewProp(text)
+    cutoff = vtk.vtkLogger.GetCurrentVerbosityCutoff()
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)  # "bad X server connection" is noise here
+    try:
+        window.Render()
+    finally:
+        vtk.vtkLogger.SetStderrVerbosity(cutoff)
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(window)
+    grab.ReadFrontBufferOff()
+    grab.Update()
+
+    path = Path(pngPath)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.png", dir=path.parent)
+    os.close(fd)
+    try:
+        writer = vtk.vtkPNGWriter()
+        writer.SetFileName(tmp)
+        writer.SetInputConnection(grab.GetOutputPort())
+        writer.Write()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    window.Finalize()
+    return path

@@ -1,0 +1,174 @@
+"""Volume nodes <-> SimpleITK images with exact geometry, input checks and file loading.
+
+Slicer stores a volume's geometry as the IJK-to-RAS matrix of its node (RAS: x = Right,
+y = Anterior, z = Superior, millimetres); SimpleITK/ITK use LPS (x = Left, y = Posterior,
+z = Superior) with ``lps = origin + direction @ diag(spacing) @ ijk``. The two are related by
+``lps = diag(-1, -1, 1) @ ras``. Voxel arrays are (k, j, i) = (z, y, x) in both
+``slicer.util.arrayFromVolume`` and ``sitk.GetArrayFromImage``, so no transposition is needed.
+
+Parent transforms of a volume node are not applied: the prediction runs on the voxel grid,
+and the output segmentation observes the same parent transform (see ``segments.py``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+
+from .errors import InputVolumeError
+
+RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
+
+# file name endings the batch script and loadVolumeFile treat as one image each
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def volumeSuffix(path: str | os.PathLike) -> str:
+    """The image suffix of ``path`` (``.nii.gz`` counts as one; ``.seg.nrrd`` is not a volume), or ''."""
+    name = Path(path).name.lower()
+    if name.endswith(".seg.nrrd"):
+        return ""
+    for suffix in VOLUME_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return ""
+
+
+def ijkToRasArray(volumeNode: slicer.vtkMRMLVolumeNode) -> np.ndarray:
+    """The node's 4x4 IJK-to-RAS matrix as a numpy array (RAS millimetres per voxel index)."""
+    m = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def ijkToRasFromImage(image: sitk.Image) -> np.ndarray:
+    """4x4 IJK-to-RAS matrix of a SimpleITK image (its LPS geometry flipped to RAS)."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    m = np.eye(4)
+    m[:3, :3] = RAS_FROM_LPS @ direction @ np.diag(image.GetSpacing())
+    m[:3, 3] = RAS_FROM_LPS @ np.asarray(image.GetOrigin(), dtype=float)
+    return m
+
+
+def setIjkToRas(volumeNode: slicer.vtkMRMLVolumeNode, matrix: np.ndarray) -> None:
+    """Set a node's geometry from a 4x4 IJK-to-RAS array (spacing, origin and directions at once)."""
+    m = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            m.SetElement(r, c, float(matrix[r, c]))
+    volumeNode.SetIJKToRASMatrix(m)
+
+
+def imageFromVolumeNode(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> sitk.Image:
+    """A SimpleITK copy of a scalar volume node: same voxels, LPS origin/direction/spacing."""
+    array = slicer.util.arrayFromVolume(volumeNode)  # (k, j, i), a view of the node's memory
+    image = sitk.GetImageFromArray(np.array(array, copy=True))
+    m = ijkToRasArray(volumeNode)
+    lps = RAS_FROM_LPS @ m[:3, :3]
+    spacing = np.linalg.norm(lps, axis=0)
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetDirection([float(v) for v in (lps / spacing).ravel()])
+    image.SetOrigin([float(v) for v in RAS_FROM_LPS @ m[:3, 3]])
+    return image
+
+
+def updateVolumeNodeFromImage(volumeNode: slicer.vtkMRMLVolumeNode, image: sitk.Image) -> None:
+    """Fill a (scalar or label map) volume node with a SimpleITK image's voxels and geometry."""
+    slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayFromImage(image))
+    setIjkToRas(volumeNode, ijkToRasFromImage(image))
+
+
+def validateCtVolumeNode(volumeNode) -> list[str]:
+    """Check that ``volumeNode`` can be segmented; return warnings, raise :class:`InputVolumeError`.
+
+    Refused: no node, a label map volume, a vector/RGB volume, no voxels, a single slice, a volume
+    whose values look like label ids. Warned: intensities that do not look like Hounsfield units.
+    """
+    if volumeNode is None:
+        raise InputVolumeError("No input volume is selected. Load a CT scan and choose it as 'Input CT volume'.")
+    name = volumeNode.GetName() or volumeNode.GetID() or "the input volume"
+    if volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise InputVolumeError(f"'{name}' is a label map volume, not a CT scan. Choose the CT volume as input.")
+    if not volumeNode.IsA("vtkMRMLScalarVolumeNode"):
+        raise InputVolumeError(f"'{name}' is a {volumeNode.GetClassName()}, not a scalar CT volume.")
+    imageData = volumeNode.GetImageData()
+    if imageData is None or imageData.GetNumberOfPoints() == 0:
+        raise InputVolumeError(f"'{name}' holds no voxels. Load the CT again.")
+    components = imageData.GetNumberOfScalarComponents()
+    if components != 1:
+        raise InputVolumeError(f"'{name}' has {components} values per voxel (a colour or vector image); "
+                               "a CT scan has one.")
+    dims = imageData.GetDimensions()
+    if min(dims) < 2:
+        raise InputVolumeError(f"'{name}' is a 2D image ({dims[0]} x {dims[1]} x {dims[2]} voxels); "
+                               "SneakyNet needs a 3D CT volume with many slices.")
+    low, high = imageData.GetScalarRange()
+    if low == high:
+        raise InputVolumeError(f"'{name}': every voxel has the value {low:g}; it holds no CT data.")
+    warnings = []
+    integer = imageData.GetScalarType() in (vtk.VTK_CHAR, vtk.VTK_SIGNED_CHAR, vtk.VTK_UNSIGNED_CHAR, vtk.VTK_SHORT,
+                                            vtk.VTK_UNSIGNED_SHORT, vtk.VTK_INT, vtk.VTK_UNSIGNED_INT,
+                                            vtk.VTK_LONG, vtk.VTK_UNSIGNED_LONG, vtk.VTK_LONG_LONG,
+                                            vtk.VTK_UNSIGNED_LONG_LONG)
+    if integer and low >= 0 and high <= 255:
+        sample = slicer.util.arrayFromVolume(volumeNode)[::2, ::2, ::2]
+        if np.unique(sample).size <= 130:
+            raise InputVolumeError(
+                f"'{name}' looks like a label map (only {np.unique(sample).size} distinct values between "
+                f"{low:g} and {high:g}), not a CT scan in Hounsfield units. Choose the CT volume as input.")
+    if low >= 0:
+        warnings.append(f"'{name}': the lowest value is {low:g}, but air in CT is about -1000 HU; "
+                        "the intensities may not be Hounsfield units and the result may be poor.")
+    return warnings
+
+
+def loadVolumeFile(scene: slicer.vtkMRMLScene, path: str | os.PathLike, name: str | None = None
+                   ) -> slicer.vtkMRMLScalarVolumeNode:
+    """Read a CT file (NRRD, NIfTI, MHA, ...) or a DICOM series folder into a new scalar volume node.
+
+    Files go through Slicer's own reader (``vtkMRMLVolumeArchetypeStorageNode``); folders through
+    ``sneakynet.io.read_dicom_series``. Raises :class:`InputVolumeError` naming the file; on failure
+    no node is left in the scene.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputVolumeError(f"{path}: file or folder does not exist")
+    name = name or caseName(path)
+    if path.is_dir():
+        from sneakynet.io import ImageReadError, read_dicom_series
+
+        try:
+            image = read_dicom_series(path)
+        except ImageReadError as exc:
+            raise InputVolumeError(str(exc)) from None
+        node = slicer.vtkMRMLScalarVolumeNode()
+        node.SetName(name)
+        updateVolumeNodeFromImage(node, image)
+        scene.AddNode(node)
+        node.CreateDefaultDisplayNodes()
+        return node
+    node = slicer.vtkMRMLScalarVolumeNode()
+    node.SetName(name)
+    scene.AddNode(node)
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetSingleFile(True)
+    scene.AddNode(storage)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    if not storage.ReadData(node) or node.GetImageData() is None:
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise InputVolumeError(f"{path}: not a readable volume (Slicer's reader failed)")
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def caseName(path: str | os.PathLike) -> str:
+    """A case's name: the file name without its image suffix (``ct_01.nii.gz`` -> ``ct_01``)."""
+    p = Path(path)
+    suffix = volumeSuffix(p)
+    return p.name[: -len(suffix)] if suffix else p.name

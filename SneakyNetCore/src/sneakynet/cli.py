@@ -14,6 +14,7 @@ import sys
 # (command, module under sneakynet.commands, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
     ("info", "info", "show the label table, presets and parameter counts"),
+    ("phantom", "phantom", "write synthetic upper-body CT phantoms with all 125 bone labels"),
     ("import-dataset", "import_dataset", "import an nnU-Net raw or TotalSegmentator-style dataset"),
     ("split", "split", "write k-fold cross-validation splits.json for a dataset folder"),
     ("train", "train", "train network A/B/C/D on a dataset folder (resumable; torchrun for several GPUs)"),

@@ -1,0 +1,40 @@
+"""Synthetic upper-body CT phantoms with all 125 bones of the SneakyNet label table.
+
+Each case is a SimpleITK CT (int16 HU) and label map (uint8, ids of :mod:`sneakynet.labels`,
+0 = background) on the same grid, in ITK LPS physical space: x to the patient's Left, y to
+Posterior, z to Superior. Bones named ``*_left`` lie at +x. The body spans the vertex of the
+head to just below the hands and the lesser trochanters (the femurs are cut by the field of
+view); arms hang beside the body with slightly flexed elbows, hands at hip level.
+
+Left and right bones are exact mirror images, and neighbouring ribs and vertebrae differ only
+slightly, so a network that sees a small patch cannot tell them apart: only a wide field of
+view can. This is the failure the multi-resolution networks address.
+
+Everything random comes from ``numpy.random.Generator`` streams seeded by the case seed:
+the anatomy depends on the seed only; spacing, rotation and margins on the seed and options.
+The same seed and options give identical arrays.
+
+Modules: ``shapes`` (signed distance primitives), ``skeleton`` (bone placement), ``body``
+(soft tissue, lungs, organs), ``grid`` (voxel geometry), ``ct`` (drawing), ``generator`` (API).
+"""
+from sneakynet.phantom.generator import (
+    SIZE_PRESETS,
+    PhantomCase,
+    PhantomOptions,
+    case_name,
+    generate,
+    generate_case,
+    options_for_size,
+    write_cases,
+)
+
+__all__ = [
+    "SIZE_PRESETS",
+    "PhantomCase",
+    "PhantomOptions",
+    "case_name",
+    "generate",
+    "generate_case",
+    "options_for_size",
+    "write_cases",
+]

@@ -1,0 +1,164 @@
+"""Soft tissue around the skeleton: body outline, fat and muscle layers, lungs and organs.
+
+Everything is placed from the skeleton's landmarks, so the body follows the random skeleton
+(size, spine curvature, chest shape) and the arms' pose. Organs are unlabelled (label 0);
+they exist so that bones sit in a CT-like surrounding (lungs around the ribs, air in the
+airway, gas in the bowel), not as segmentation targets.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sneakynet.phantom.model import Anatomy, EllipseStack, Lungs, Tissue, TissueHU
+from sneakynet.phantom.shapes import Capsule, Ellipsoid, Shape, rotation_matrix, tube
+from sneakynet.phantom.skeleton import SkeletonBuilder
+
+
+def _stack(rows: list[tuple[float, float, float, float]], z_lo: float, z_hi: float) -> EllipseStack:
+    """EllipseStack from rows (z, half-width, front y, back y)."""
+    rows = sorted(rows)
+    z = np.array([r[0] for r in rows])
+    a = np.array([r[1] for r in rows])
+    front = np.array([r[2] for r in rows])
+    back = np.array([r[3] for r in rows])
+    return EllipseStack(z, a, (back - front) / 2, (back + front) / 2, z_lo, z_hi)
+
+
+def build_body(sk: SkeletonBuilder, rng: np.random.Generator) -> Anatomy:
+    """Soft tissue, lungs and organs for the bones of ``sk`` (which must be built)."""
+    s = sk.s
+    lm = sk.landmarks
+    v = {x.name: x for x in sk.vertebrae}
+    ribs = sk.ribs_info
+    G, H, S1 = lm["glenoid_left"], lm["hip_left"], lm["S1_top"]
+    crest, asis, it = lm["iliac_crest_left"], lm["asis_left"], lm["ischial_tuberosity_left"]
+    hu = TissueHU(skin=float(rng.uniform(20, 50)), fat=float(rng.uniform(-115, -85)),
+                  muscle=float(rng.uniform(40, 60)), viscera=float(rng.uniform(25, 40)),
+                  lung=float(rng.uniform(-880, -820)))
+    fat = float(rng.uniform(3, 16))
+    # ---------------------------------------------------------------- trunk (lean = muscle surface)
+    def spine_y(z: float) -> float:
+        zs = np.array([x.centre[2] for x in sk.vertebrae])[::-1]
+        ys = np.array([x.centre[1] for x in sk.vertebrae])[::-1]
+        return float(np.interp(z, zs, ys))
+
+    c7, t1, t2 = v["C7"].centre, v["T1"].centre, v["T2"].centre
+    rows = [
+        (c7[2] + 4 * s, 55 * s, c7[1] - 48 * s, c7[1] + 52 * s),
+        (t1[2], 95 * s, ribs[0]["y_ce"] - ribs[0]["B"] - 14 * s, t1[1] + 68 * s),
+        (G[2] + 22 * s, G[0] + 8 * s, ribs[1]["y_ce"] - ribs[1]["B"] - 20 * s, t2[1] + 74 * s),
+        (G[2] - 40 * s, G[0] - 4 * s, ribs[2]["y_ce"] - ribs[2]["B"] - 22 * s, t2[1] + 76 * s),
+    ]
+    for r in ribs[3:]:
+        zm = r["z_head"] - 0.5 * r["drop"]
+        rows.append((zm, r["A"] + 20 * s, r["y_ce"] - r["B"] - 16 * s, spine_y(zm) + 72 * s))
+    l3 = v["L3"].centre
+    waist = max(ribs[11]["A"] * 0.95, 118 * s)
+    rows += [
+        (l3[2], waist + 16 * s, l3[1] - 105 * s, l3[1] + 70 * s),
+        (crest[2], crest[0] + 20 * s, asis[1] - 28 * s, S1[1] + 68 * s),
+        (H[2], H[0] + 66 * s, H[1] - 72 * s, S1[1] + 84 * s),
+        (H[2] - 55 * s, H[0] + 52 * s, H[1] - 58 * s, it[1] + 50 * s),
+    ]
+    trunk = _stack(rows, H[2] - 62 * s, c7[2] + 4 * s)
+    # visceral cavity: rib cage interior above, inside the abdominal/pelvic walls below
+    cav_rows = []
+    for r in ribs:
+        zm = r["z_head"] - 0.5 * r["drop"]
+        back = spine_y(zm) if r is ribs[-1] else r["y_ce"] + r["B"] - 2 * s
+        cav_rows.append((zm, r["A"] - 2 * s, r["y_ce"] - r["B"] + 2 * s, back))
+    cav_rows += [
+        (l3[2], waist - 12 * s, l3[1] - 90 * s, l3[1] + 8 * s),
+        (crest[2], crest[0] - 22 * s, asis[1] - 10 * s, S1[1] + 6 * s),
+        (H[2] - 10 * s, H[0] - 32 * s, H[1] - 50 * s, S1[1] + 20 * s),
+    ]
+    cavity = _stack(cav_rows, H[2] - 40 * s, t1[2])
+    # ---------------------------------------------------------------- envelope of head, neck, limbs
+    hi = sk.head_info
+    fm = lm["foramen_magnum"]
+    envelope: list[tuple[Shape, float]] = [
+        (Ellipsoid(hi["cv"], hi["rv"] + 5 * s), 1.5),
+        (Ellipsoid(np.array([0, fm[1] - 70 * s, fm[2] - 30 * s]), np.array([60, 56, 52]) * s), 2.0),
+        (Capsule(np.array([0, v["C2"].centre[1] + 4 * s, v["C1"].centre[2]]),
+                 np.array([0, c7[1] + 4 * s, c7[2] - 6 * s]), 50 * s, 54 * s), fat * 0.5),
+    ]
+    envelope += [(shape, fat * 0.6) for shape, _ in sk.envelope]
+    dshaft = lm["femur_dir_left"]
+    thigh_top = H + np.array([14 * s, 4 * s, -18 * s])
+    thigh = Capsule(thigh_top, thigh_top + dshaft * 450 * s, 74 * s, 62 * s)
+    envelope += [(thigh, fat * 0.8), (thigh.mirrored(), fat * 0.8)]
+    # ---------------------------------------------------------------- lungs
+    cage_rows = []
+    for r in ribs:
+        zm = r["z_head"] - 0.45 * r["drop"]
+        shrink = r["r"] + 3.5 * s
+        cage_rows.append((zm, r["A"] - shrink, r["y_ce"] - r["B"] + shrink, r["y_ce"] + r["B"] - shrink))
+    apex_z = ribs[0]["z_head"] + 16 * s
+    cage_rows.append((apex_z, 22 * s, ribs[0]["y_ce"] - 10 * s, ribs[0]["y_ce"] + 26 * s))
+    bottom_z = ribs[11]["z_head"] - ribs[11]["drop"] - 10 * s
+    cage = _stack(cage_rows, bottom_z, apex_z)
+    r9 = ribs[8]
+    dome_r = v["T9"].centre[2] + float(rng.uniform(0, 15)) * s
+    dome_l = dome_r - float(rng.uniform(5, 20)) * s
+    post_dist = 0.95 * r9["B"]
+    k = (dome_r - (ribs[11]["z_head"] - 15 * s)) / post_dist ** 2
+    t6 = v["T6"]
+    lungs = Lungs(cage=cage, dome_z=(dome_r, dome_l), dome_x=48 * s, dome_y=r9["y_ce"] - 0.1 * r9["B"],
+                  dome_curvature=float(k), mediastinum_x=4 * s,
+                  mediastinum_half_width=np.full(len(cage.z), 17 * s),
+                  spine_x=t6.rx + 14 * s, spine_y=t6.centre[1] - t6.ry - 4 * s)
+    # ---------------------------------------------------------------- organs
+    t8, t11, l1, l2, l4, t5, c5, c2 = (v[n] for n in ("T8", "T11", "L1", "L2", "L4", "T5", "C5", "C2"))
+    before: list[Tissue] = [
+        Tissue("liver", (Ellipsoid(np.array([-58 * s, t11.centre[1] - 55 * s, t11.centre[2] + 5 * s]),
+                                   np.array([85, 70, 72]) * s),), float(rng.uniform(50, 70)), "cavity"),
+        Tissue("spleen", (Ellipsoid(np.array([78 * s, t11.centre[1] - 5 * s, t11.centre[2] - 5 * s]),
+                                    np.array([28, 45, 50]) * s),), float(rng.uniform(40, 55)), "cavity"),
+        Tissue("kidneys", tuple(e for e in (Ellipsoid(np.array([56 * s, l1.centre[1] + 8 * s, l2.centre[2]]),
+                                                      np.array([26, 22, 50]) * s),) for e in (e, e.mirrored())),
+               float(rng.uniform(25, 40)), "cavity"),
+        Tissue("bladder", (Ellipsoid(np.array([0, H[1] - 40 * s, H[2] - 5 * s]), np.array([40, 30, 30]) * s),),
+               float(rng.uniform(0, 15)), "cavity"),
+    ]
+    gas = []
+    for _ in range(int(rng.integers(6, 15))):
+        c = np.array([rng.uniform(-80, 80) * s, l2.centre[1] - rng.uniform(25, 95) * s,
+                      rng.uniform(crest[2] - 40 * s, l1.centre[2])])
+        gas.append(Ellipsoid(c, rng.uniform(7, 20, size=3) * s))
+    before.append(Tissue("bowel_gas", tuple(gas), float(rng.uniform(-980, -920)), "cavity"))
+    heart_axes = rotation_matrix(np.array([0.3, 1.0, 0.2]), np.radians(35))
+    after: list[Tissue] = [
+        Tissue("heart", (Ellipsoid(np.array([22 * s, t8.centre[1] - 62 * s, t8.centre[2] + 10 * s]),
+                                   np.array([62, 48, 55]) * s, heart_axes),), float(rng.uniform(35, 50))),
+        Tissue("aorta", tuple(tube(np.array([
+            [6 * s, t5.centre[1] - 45 * s, t5.centre[2] + 10 * s], [14 * s, t5.centre[1] - 30 * s, t5.centre[2] + 30 * s],
+            [20 * s, t5.centre[1] - 8 * s, t5.centre[2] + 18 * s], [14 * s, t8.centre[1] - 22 * s, t8.centre[2]],
+            [8 * s, l1.centre[1] - 26 * s, l1.centre[2]], [4 * s, l4.centre[1] - 28 * s, l4.centre[2]]]), 11 * s)),
+            float(rng.uniform(35, 50))),
+        Tissue("airway", tuple(tube(np.array([
+            [0, c2.centre[1] - 20 * s, c2.centre[2] + 8 * s], [0, c5.centre[1] - 24 * s, c5.centre[2]],
+            [0, t1[1] - 26 * s, t1[2]], [0, t5.centre[1] - 30 * s, t5.centre[2] + 8 * s]]), 8 * s)
+            + tube(np.array([[0, t5.centre[1] - 30 * s, t5.centre[2] + 8 * s],
+                             [26 * s, t5.centre[1] - 28 * s, t5.centre[2] - 10 * s]]), 6 * s)
+            + tube(np.array([[0, t5.centre[1] - 30 * s, t5.centre[2] + 8 * s],
+                             [-24 * s, t5.centre[1] - 28 * s, t5.centre[2] - 6 * s]]), 6.5 * s)),
+            float(rng.uniform(-990, -950))),
+        Tissue("sinus_air", (Ellipsoid(hi["face_c"], hi["face_r"] - 5 * s),), float(rng.uniform(-950, -850))),
+        Tissue("brain", (Ellipsoid(hi["cv"], hi["rv"] - hi["t"] + 0.5),), float(rng.uniform(28, 40))),
+        Tissue("cartilage", tuple(sk.soft["cartilage"]), float(rng.uniform(100, 140)), "body"),
+    ]
+    discs = []
+    names = [x.name for x in sk.vertebrae]
+    for upper, lower in zip(names[1:-1], names[2:]):
+        a, b = v[upper], v[lower]
+        top, bot = a.at(0, 0, -a.hz), b.at(0, 0, b.hz)
+        rx, ry = (a.rx + b.rx) / 2 - 0.5 * s, (a.ry + b.ry) / 2 - 0.5 * s
+        half_h = max(np.linalg.norm(top - bot) / 2 + 1.0 * s, 1.0)
+        discs.append(Ellipsoid((top + bot) / 2, np.array([rx, ry, half_h]), a.axes))
+    after.append(Tissue("discs", tuple(discs), float(rng.uniform(70, 100)), "body"))
+    return Anatomy(
+        bones=[], trunk=trunk, cavity=cavity, envelope=envelope, trunk_fat_mm=fat,
+        skin_mm=float(rng.uniform(1.2, 2.2)), lungs=lungs, organs_before_lungs=before, organs_after_lungs=after,
+        hu=hu, fov_top=float(lm["vertex"][2]), fov_bottom=0.0, landmarks=dict(lm),
+    )
+

@@ -51,7 +51,7 @@ def phantom_label_map(spacing: float, seed: int) -> sitk.Image | None:
         from sneakynet.phantom import PhantomOptions, generate_case
     except ImportError:
         return None
-    _ct, labels = generate_case(seed, PhantomOptions(spacing=spacing))
+    _ct, labels = generate_case(seed, PhantomOptions(spacing=(spacing,) * 3))
     return labels
 
 

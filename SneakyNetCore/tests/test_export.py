@@ -169,7 +169,7 @@ def test_solid_bones_closed_outward_and_volume_within_10_percent(oblique, method
         assert signed_volume(pd) > 0, f"label {label} ({method}) is wound inward"
 
 
-@pytest.mark.parametrize("contact", ["edge", "corner", "edge_line"])
+@pytest.mark.parametrize("contact", ["edge", "corner", "edge_line", "ring"])
 def test_voxels_touching_along_an_edge_or_corner_give_manifold_meshes(contact):
     """SurfaceNets' one vertex per cell pinches such contacts into non-manifold edges/vertices."""
     lab = np.zeros((8, 9, 10), np.uint8)
@@ -178,16 +178,21 @@ def test_voxels_touching_along_an_edge_or_corner_give_manifold_meshes(contact):
         lab[2:4, 4:6, 4:6] = T10  # shares only the edge x = y = 4 with the first block
     elif contact == "corner":
         lab[4:6, 4:6, 4:6] = T10  # shares only one corner
-    else:
+    elif contact == "edge_line":
         lab[2:6, 4:7, 4:7] = T10  # edge contact, and the second block also continues upward
         lab[5, 2:5, 2:5] = T10  # ... and reaches back above the first block: a loop through the pinch
+    else:  # diagonal voxels in the middle layer, joined above and below: a ring around the edge
+        lab[:] = 0
+        lab[2:5, 3:5, 3:5] = T10
+        lab[3, 3, 4] = 0  # (z, y, x) middle layer: only (y3, x3) and (y4, x4) of the 2x2 stay
+        lab[3, 4, 3] = 0
     img = make_image(lab, spacing=(1.0, 1.2, 1.5))
     for smooth, decimate in ((0, 0.0), (20, 0.0), (20, 0.5)):
         pd = extract_surfaces(img, smooth=smooth, decimate=decimate)[T10]
         assert open_edges(pd) == 0, (contact, smooth, decimate)
         tri = triangles_of(pd)
         assert is_closed_manifold(tri)
-        if contact != "edge_line":  # vertex-manifold too: each vertex's triangles form one fan
+        if contact in ("edge", "corner"):  # vertex-manifold too: each vertex's triangles form one fan
             assert all(fan_count(tri, v) == 1 for v in np.unique(tri)), (contact, smooth, decimate)
         if smooth == 0:  # unsmoothed SurfaceNets follows the voxel faces exactly
             assert mesh_volume(pd) == pytest.approx(voxel_volume(img, T10), rel=1e-4)
@@ -203,6 +208,17 @@ def fan_count(tri: np.ndarray, v: int) -> int:
         merged = others.union(*joined)
         groups = [g for g in groups if g not in joined] + [merged]
     return len(groups)
+
+
+def test_small_and_thin_bones_keep_their_voxel_volume_after_smoothing():
+    lab = np.zeros((12, 12, 24), np.uint8)
+    lab[3:5, 3:5, 2:20] = T10  # 2 x 2 voxel rod
+    lab[7:9, 7:9, 5:8] = CRANIUM  # 12-voxel nugget, like a pisiform at 2 mm
+    img = make_image(lab, spacing=(2.0, 2.0, 2.0))
+    for label, pd in extract_surfaces(img, smooth=20).items():
+        vox = voxel_volume(img, label)
+        assert abs(mesh_volume(pd) - vox) / vox < 0.03, label
+        assert open_edges(pd) == 0
 
 
 def test_reflected_direction_keeps_outward_winding_and_position():

@@ -13,6 +13,8 @@ Pipeline (one multi-label pass, then per-bone work):
    into both, flipped for the second one; vertices where a bone's voxels touch only along an
    edge or corner are duplicated so every bone is a closed 2-manifold), map to RAS with the
    image's origin and direction, flip winding if the direction matrix is a reflection;
+   after smoothing, each bone is offset along its normals to enclose its voxel volume again
+   (small bones lose 10-45 % to smoothing otherwise);
 5. optional per-bone decimation with ``vtkQuadricDecimation`` (ratio or total triangle
    budget), retried gentler on the rare bone where it would open a hole.
 
@@ -143,6 +145,16 @@ def surfaces_from_label_map(
     ras_points = apply_affine(to_ras, local_points).astype(np.float32)
     flip = np.linalg.det(to_ras[:3, :3]) < 0  # a reflection turns outward winding inward
     per_label = split_by_label(ras_points, faces, face_labels, flip, copies)
+    if smoothing > 0:
+        voxel_mm3 = float(np.prod(spacing))
+        from_ras = np.linalg.inv(to_ras)
+        lo, hi = -0.5 * spacing, (size - 0.5) * spacing
+        for label, (pts, tri) in per_label.items():
+            pts = restore_volume(pts, tri, label_map.voxel_counts[label] * voxel_mm3)
+            local = apply_affine(from_ras, pts)
+            if np.any(local < lo - 1e-4) or np.any(local > hi + 1e-4):  # keep bones inside the image
+                pts = apply_affine(to_ras, np.clip(local, lo, hi)).astype(np.float32)
+            per_label[label] = (pts, tri)
     out = {label: polydata_from_arrays(pts, tri) for label, (pts, tri) in per_label.items()}
     clock.lap("split")
     reduction = decimation_fractions({k: len(t) for k, (_, t) in per_label.items()}, decimate, triangle_budget)
@@ -282,8 +294,116 @@ def split_by_label(
             continue
         keys = faces_all[a:b] * 4 + copies[a:b]  # vertex id and which of its (up to 4) copies
         used, compact = np.unique(keys, return_inverse=True)
-        out[int(label)] = (points[used // 4], compact.reshape(-1, 3))
+        out[int(label)] = split_remaining_pinches(points[used // 4], compact.reshape(-1, 3))
     return out
+
+
+def signed_volume(points: np.ndarray, tri: np.ndarray) -> float:
+    """Enclosed volume of a closed, outward-wound triangle mesh (divergence theorem)."""
+    p = points.astype(np.float64)[tri]
+    return float(np.einsum("ij,ij->i", p[:, 0], np.cross(p[:, 1], p[:, 2])).sum() / 6.0)
+
+
+def restore_volume(
+    points: np.ndarray, tri: np.ndarray, target_mm3: float, tolerance: float = 0.01, iterations: int = 3
+) -> np.ndarray:
+    """Move the vertices along their normals so a smoothed bone encloses its voxel volume again.
+
+    Windowed-sinc smoothing rounds off voxel corners; on small or thin bones (distal
+    phalanges, pisiform, sesamoids at 2 mm: 10-80 voxels) that removes 10-45 % of the volume.
+    A uniform offset ``(target - volume) / area`` along the area-weighted vertex normals
+    restores it (a few tenths of a millimetre); bones already within ``tolerance`` are left
+    as they are. Neighbouring bones may then overlap by that offset where they touch.
+    """
+    pts = points.astype(np.float64)
+    for _ in range(iterations):
+        p = pts[tri]
+        cross = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])  # 2 * area * unit normal
+        volume = float(np.einsum("ij,ij->i", p[:, 0], np.cross(p[:, 1], p[:, 2])).sum() / 6.0)
+        if volume <= 0 or abs(volume / target_mm3 - 1.0) <= tolerance:
+            break
+        area = 0.5 * float(np.linalg.norm(cross, axis=1).sum())
+        normals = np.zeros_like(pts)
+        for corner in range(3):
+            np.add.at(normals, tri[:, corner], cross)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        pts = pts + normals * ((target_mm3 - volume) / area)
+    return pts.astype(points.dtype)
+
+
+def _edge_counts(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Undirected edge keys of each triangle side (M, 3), unique keys' counts, key base."""
+    n = int(tri.max()) + 1 if len(tri) else 1
+    a, b = tri, np.roll(tri, -1, axis=1)
+    keys = np.minimum(a, b) * n + np.maximum(a, b)
+    uniq, inverse, counts = np.unique(keys.ravel(), return_inverse=True, return_counts=True)
+    return keys, counts[inverse].reshape(tri.shape), n
+
+
+def split_remaining_pinches(
+    points: np.ndarray, tri: np.ndarray, max_fixes: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the vertex at one end of each edge still shared by more than two triangles.
+
+    After the per-cell vertex copies (:func:`surface_nets_vertex_copies`) a bone can still
+    pinch where its voxels form a ring around a voxel edge whose two other voxels are
+    background (about one edge per phantom). Around one end vertex of such an edge the
+    triangles form two fans that meet only at that edge; giving the second fan its own copy
+    of the vertex makes the edge two ordinary edges. Splitting one end only keeps the two
+    sheets' pairing consistent.
+    """
+    if len(tri) == 0:
+        return points, tri
+    points_list = [points]
+    n_points = len(points)
+    tri = tri.copy()
+    for _ in range(max_fixes):
+        keys, per_side, base = _edge_counts(tri)
+        bad = np.argwhere(per_side > 2)
+        if len(bad) == 0:
+            break
+        f, side = bad[0]
+        v, w = int(tri[f, side]), int(tri[f, (side + 1) % 3])
+        for vertex in (v, w):
+            fans = _fans(tri, keys, per_side, vertex)
+            if len(fans) > 1:
+                for fan in fans[1:]:
+                    tri[fan] = np.where(tri[fan] == vertex, n_points, tri[fan])
+                    points_list.append(points[vertex : vertex + 1])
+                    n_points += 1
+                break
+        else:
+            break  # cannot be split at either end; leave it
+    if len(points_list) > 1:
+        points = np.concatenate(points_list)
+    return points, tri
+
+
+def _fans(tri: np.ndarray, keys: np.ndarray, per_side: np.ndarray, vertex: int) -> list[np.ndarray]:
+    """Triangles around ``vertex`` grouped by connection through edges with exactly two triangles."""
+    faces = np.flatnonzero((tri == vertex).any(axis=1))
+    parent = {int(f): int(f) for f in faces}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first_at_edge: dict[int, int] = {}
+    for f in faces:
+        for side in range(3):
+            if vertex not in (tri[f, side], tri[f, (side + 1) % 3]) or per_side[f, side] != 2:
+                continue
+            key = int(keys[f, side])
+            if key in first_at_edge:
+                parent[find(int(f))] = find(first_at_edge[key])
+            else:
+                first_at_edge[key] = int(f)
+    groups: dict[int, list[int]] = {}
+    for f in faces:
+        groups.setdefault(find(int(f)), []).append(int(f))
+    return [np.array(g) for g in groups.values()]
 
 
 def _faces_per_label(faces: np.ndarray, face_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

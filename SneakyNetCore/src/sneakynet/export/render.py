@@ -60,7 +60,8 @@ VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], s
 BACKGROUND_TOP = (0.17, 0.19, 0.24)
 BACKGROUND_BOTTOM = (0.02, 0.02, 0.03)
 SKIN_COLOR = (0.96, 0.80, 0.69)
-SKIN_OPACITY = 0.16
+SKIN_OPACITY = 0.2
+SKIN_AMBIENT = 0.35
 TEXT_COLOR = (0.86, 0.88, 0.92)
 USE_SSAO = True
 USE_FXAA = True
@@ -242,11 +243,15 @@ def _bounds(meshes: list[vtkPolyData]) -> np.ndarray:
     return np.array([b[:, 0].min(), b[:, 1].max(), b[:, 2].min(), b[:, 3].max(), b[:, 4].min(), b[:, 5].max()])
 
 
-def _actor(mesh: vtkPolyData, color: tuple[float, float, float], opacity: float = 1.0) -> vtkActor:
+def _actor(mesh: vtkPolyData, color: tuple[float, float, float], skin: bool = False) -> vtkActor:
+    """Opaque bone actor, or the translucent skin (outward normals, front faces only)."""
     normals = vtkPolyDataNormals()
     normals.SetInputData(mesh)
     normals.SplittingOff()
-    normals.ConsistencyOff()
+    normals.ConsistencyOff()  # bone meshes are already wound outward
+    if skin:
+        normals.ConsistencyOn()
+        normals.AutoOrientNormalsOn()  # the CT contour's winding depends on the image direction
     mapper = vtkPolyDataMapper()
     mapper.SetInputConnection(normals.GetOutputPort())
     mapper.ScalarVisibilityOff()
@@ -254,14 +259,18 @@ def _actor(mesh: vtkPolyData, color: tuple[float, float, float], opacity: float 
     actor.SetMapper(mapper)
     prop = actor.GetProperty()
     prop.SetColor(*color)
-    prop.SetOpacity(opacity)
     prop.SetInterpolationToPhong()
-    prop.SetAmbient(0.12)
-    prop.SetDiffuse(0.85)
-    prop.SetSpecular(0.18 if opacity == 1.0 else 0.05)
     prop.SetSpecularPower(25)
-    if opacity < 1.0:
+    if skin:
+        prop.SetOpacity(SKIN_OPACITY)
+        prop.SetAmbient(SKIN_AMBIENT)
+        prop.SetDiffuse(1.0 - SKIN_AMBIENT)
+        prop.SetSpecular(0.05)
         prop.BackfaceCullingOn()  # one translucent layer reads better than front + back
+    else:
+        prop.SetAmbient(0.12)
+        prop.SetDiffuse(0.85)
+        prop.SetSpecular(0.18)
     return actor
 
 
@@ -286,7 +295,7 @@ def _view_renderer(
     for mesh, color in bones:
         ren.AddActor(_actor(mesh, color))
     if skin is not None:
-        ren.AddActor(_actor(skin, SKIN_COLOR, opacity=SKIN_OPACITY))
+        ren.AddActor(_actor(skin, SKIN_COLOR, skin=True))
         ren.SetUseDepthPeeling(1)
         ren.SetMaximumNumberOfPeels(6)
     kit = vtkLightKit()

@@ -173,8 +173,8 @@ def test_anatomical_order_from_head_to_hips(case2mm, table):
     case, _, lab = case2mm
     c = _centroids(case.labels, lab)
     z = {b.name: c[b.id][2] for b in table}
-    spine = ["cranium"] + [f"vertebra_{v}" for v in
-                           [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]]
+    levels = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    spine = ["cranium"] + [f"vertebra_{v}" for v in levels]
     spine += ["sacrum", "coccyx"]
     assert all(z[a] > z[b] for a, b in zip(spine, spine[1:])), [round(z[n]) for n in spine]
     for side in ("left", "right"):
@@ -194,7 +194,8 @@ def test_pairs_and_neighbours_look_alike_locally(case2mm, table):
     case, ct, lab = case2mm
     pairs = [("humerus_left", "humerus_right"), ("femur_left", "femur_right"), ("scapula_left", "scapula_right"),
              ("rib_left_6", "rib_right_6"), ("rib_left_6", "rib_left_7"), ("rib_right_5", "rib_right_6"),
-             ("vertebra_T6", "vertebra_T7"), ("vertebra_L2", "vertebra_L3"), ("metacarpal_3_left", "metacarpal_3_right")]
+             ("vertebra_T6", "vertebra_T7"), ("vertebra_L2", "vertebra_L3"),
+             ("metacarpal_3_left", "metacarpal_3_right")]
     for a, b in pairs:
         pa = _patch(ct, _voxel_centroid(lab, table.by_name(a).id), 12)
         pb = _patch(ct, _voxel_centroid(lab, table.by_name(b).id), 12)

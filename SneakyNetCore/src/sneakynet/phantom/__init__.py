@@ -10,6 +10,14 @@ Left and right bones are exact mirror images, and neighbouring ribs and vertebra
 slightly, so a network that sees a small patch cannot tell them apart: only a wide field of
 view can. This is the failure the multi-resolution networks address.
 
+Small bones: hand bones keep a radius of at least 2.4 mm, so at 2 mm spacing every bone covers
+several voxels (smallest: the thumb sesamoids and pisiforms, about 8-12 voxels; distal
+phalanges about 20). At 3 mm they keep 2-4 voxels. At 4 mm the sesamoids, pisiforms and
+sometimes a trapezoid shrink to 1-2 voxels; a bone whose surface encloses no voxel centre at
+all gets the voxel nearest a point inside it (``PhantomCase.placed_by_anchor`` names them), so
+every one of the 125 labels is present at any spacing up to 4 mm. Coarser than that, hand bones
+start to compete for the same voxels and labels may vanish.
+
 Everything random comes from ``numpy.random.Generator`` streams seeded by the case seed:
 the anatomy depends on the seed only; spacing, rotation and margins on the seed and options.
 The same seed and options give identical arrays.

@@ -127,11 +127,26 @@ def build_body(sk: SkeletonBuilder, rng: np.random.Generator) -> Anatomy:
         gas.append(Ellipsoid(c, rng.uniform(7, 20, size=3) * s))
     before.append(Tissue("bowel_gas", tuple(gas), float(rng.uniform(-980, -920)), "cavity"))
     heart_axes = rotation_matrix(np.array([0.3, 1.0, 0.2]), np.radians(35))
+    vessels: list[Shape] = []
+    t6c = v["T6"].centre
+    for side in (1.0, -1.0):
+        hilum = np.array([side * 28 * s, t6c[1] - 38 * s, t6c[2] - 4 * s])
+        for _ in range(int(rng.integers(5, 8))):
+            d = np.array([side * rng.uniform(0.4, 1.0), rng.uniform(-0.6, 0.6), rng.uniform(-1.0, 0.8)])
+            d /= np.linalg.norm(d)
+            mid = hilum + d * rng.uniform(30, 50) * s
+            vessels.append(Capsule(hilum, mid, 3.2 * s, 2.4 * s))
+            for _ in range(2):
+                d2 = d + rng.normal(0, 0.45, size=3)
+                d2 /= np.linalg.norm(d2)
+                vessels.append(Capsule(mid, mid + d2 * rng.uniform(30, 60) * s, 2.2 * s, 1.2 * s))
     after: list[Tissue] = [
+        Tissue("lung_vessels", tuple(vessels), float(rng.uniform(20, 50)), "lung"),
         Tissue("heart", (Ellipsoid(np.array([22 * s, t8.centre[1] - 62 * s, t8.centre[2] + 10 * s]),
                                    np.array([62, 48, 55]) * s, heart_axes),), float(rng.uniform(35, 50))),
         Tissue("aorta", tuple(tube(np.array([
-            [6 * s, t5.centre[1] - 45 * s, t5.centre[2] + 10 * s], [14 * s, t5.centre[1] - 30 * s, t5.centre[2] + 30 * s],
+            [6 * s, t5.centre[1] - 45 * s, t5.centre[2] + 10 * s],
+            [14 * s, t5.centre[1] - 30 * s, t5.centre[2] + 30 * s],
             [20 * s, t5.centre[1] - 8 * s, t5.centre[2] + 18 * s], [14 * s, t8.centre[1] - 22 * s, t8.centre[2]],
             [8 * s, l1.centre[1] - 26 * s, l1.centre[2]], [4 * s, l4.centre[1] - 28 * s, l4.centre[2]]]), 11 * s)),
             float(rng.uniform(35, 50))),
@@ -143,7 +158,11 @@ def build_body(sk: SkeletonBuilder, rng: np.random.Generator) -> Anatomy:
             + tube(np.array([[0, t5.centre[1] - 30 * s, t5.centre[2] + 8 * s],
                              [-24 * s, t5.centre[1] - 28 * s, t5.centre[2] - 6 * s]]), 6.5 * s)),
             float(rng.uniform(-990, -950))),
-        Tissue("sinus_air", (Ellipsoid(hi["face_c"], hi["face_r"] - 5 * s),), float(rng.uniform(-950, -850))),
+        Tissue("face", (Ellipsoid(hi["face_c"], hi["face_r"] - hi["face_t"] + 0.5),), float(rng.uniform(20, 45))),
+        Tissue("sinus_air", (Ellipsoid(hi["face_c"] + np.array([17, 2, -4]) * s, np.array([11, 13, 15]) * s),
+                             Ellipsoid(hi["face_c"] + np.array([-17, 2, -4]) * s, np.array([11, 13, 15]) * s),
+                             Ellipsoid(hi["face_c"] + np.array([0, -4, 2]) * s, np.array([5, 20, 24]) * s)),
+               float(rng.uniform(-960, -880))),
         Tissue("brain", (Ellipsoid(hi["cv"], hi["rv"] - hi["t"] + 0.5),), float(rng.uniform(28, 40))),
         Tissue("cartilage", tuple(sk.soft["cartilage"]), float(rng.uniform(100, 140)), "body"),
     ]

@@ -111,6 +111,8 @@ def render(anat: Anatomy, grid: Grid, blur_mm: float, noise_hu: float, noise_rng
             m &= cavity[sl]
         elif t.within == "body":
             m &= inside[sl]
+        elif t.within == "lung":
+            m &= hu[sl] == _F32(hu_t.lung)
         hu[sl][m] = t.hu
 
     for t in anat.organs_before_lungs:

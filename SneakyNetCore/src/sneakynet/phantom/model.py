@@ -40,7 +40,8 @@ class BoneModel:
 class Tissue:
     """An unlabelled structure of constant HU: union of ``parts``.
 
-    ``within`` restricts it to the visceral cavity ("cavity"), the body ("body") or nothing ("").
+    ``within`` restricts it to the visceral cavity ("cavity"), the body ("body"), the lungs drawn
+    so far ("lung") or nothing ("").
     """
 
     name: str

@@ -122,7 +122,7 @@ class SkeletonBuilder:
                          np.asarray(anchor if anchor is not None else parts[0].center(), float))
         self.bones[name] = bone
         if mirror:
-            right = name.replace("_left", "_right").replace("rib_left", "rib_right")
+            right = name.replace("_left", "_right")
             self.bones[right] = bone.mirrored(right)
 
     # ------------------------------------------------------------------ spine
@@ -243,7 +243,8 @@ class SkeletonBuilder:
         ala = Ellipsoid(c1 + np.array([31 * s, 4 * s, -6 * s]), np.array([17, 15, 23]) * s)
         parts += [ala, ala.mirrored()]
         tip = centres[4] + Y * 5 * s
-        parts.append(Slab(c1 + np.array([36 * s, 14 * s, -4 * s]), c1 + np.array([-36 * s, 14 * s, -4 * s]), tip, 9 * s))
+        dorsal = np.array([36, 14, -4]) * s
+        parts.append(Slab(c1 + dorsal, c1 + dorsal * [-1, 1, 1], tip, 9 * s))
         crest = [centres[k] + np.array([0, ry[k] + 3 * s, 0]) for k in range(4)]
         parts += tube(np.array(crest), max(3.5 * s, MIN_RADIUS_MM))
         self.add("sacrum", parts, cortex_adult=1.6, family=0.92, anchor=c1)
@@ -301,7 +302,7 @@ class SkeletonBuilder:
         xiphoid = np.array([0, e[6, 1] - 6 * s, e[6, 2] - 12 * s])
         self.landmarks.update(jugular=jugular, sternal_angle=angle_pt, xiphoid=xiphoid)
         man_axis = unit(jugular - angle_pt)
-        man_c = (jugular + angle_pt) / 2 + man_axis * 0
+        man_c = (jugular + angle_pt) / 2
         man_len = np.linalg.norm(jugular - angle_pt)
         man = Cylinder(man_c, frame(man_axis, X), 24 * s, 6.5 * s, man_len / 2 - 1.2 * s, rounding=2 * s)
         self.add("sternum_manubrium", [man, Capsule(jugular + X * 12 * s - man_axis * 6 * s,
@@ -357,7 +358,8 @@ class SkeletonBuilder:
         parts += tube(catmull_rom(np.array([sp_med, (sp_med + ac_base) / 2 + Y * 9 * s, ac_base]), 2), 5 * s)
         parts.append(Capsule(ac_base, ac_tip, 6 * s, 6.5 * s))
         parts.append(Ellipsoid(G, np.array([6, 12, 17]) * s))
-        parts.append(Capsule(G + np.array([-5 * s, -4 * s, 16 * s]), G + np.array([-8 * s, -34 * s, 12 * s]), 5 * s, 4.5 * s))
+        coracoid = (G + np.array([-5, -4, 16]) * s, G + np.array([-8, -34, 12]) * s)
+        parts.append(Capsule(*coracoid, 5 * s, 4.5 * s))
         self.add("scapula_left", parts, cortex_adult=1.5, family=0.97, anchor=la, mirror=True)
         self.landmarks["acromion_left"] = ac_tip
         # clavicle: S-shaped from the manubrium to the acromion
@@ -368,7 +370,8 @@ class SkeletonBuilder:
         c2 = med + (lat - med) * 0.72 + np.array([0, 4 * s, 6 * s])
         pts = catmull_rom(np.array([med, c1, c2, lat]), 3)
         radii = np.interp(np.linspace(0, 1, len(pts)), [0, 0.5, 1], [8 * s, 5.5 * s, 6 * s])
-        self.add("clavicle_left", tube(pts, radii), cortex_adult=2.0, family=1.0, anchor=pts[len(pts) // 2], mirror=True)
+        self.add("clavicle_left", tube(pts, radii), cortex_adult=2.0, family=1.0, anchor=pts[len(pts) // 2],
+                 mirror=True)
 
     def arm_pose(self) -> tuple[ArmPose, ArmPose]:
         """One shared pose drawn within anatomical ranges, jittered a few degrees per side."""
@@ -559,15 +562,15 @@ class SkeletonBuilder:
         vault = Clip(Shell(Ellipsoid(cv, rv), t), cv + np.array([0, 0, -0.62 * rv[2]]), -Z)
         base = Ellipsoid(fm + np.array([0, -12 * s, 10 * s]), np.array([58, 72, 9]) * s)
         face_c = cv + np.array([0, -58 * s, -56 * s])
-        face_r = np.array([46, 36, 40]) * s
-        face = Shell(Ellipsoid(face_c, face_r), 5 * s)
+        face_r = np.array([46, 32, 42]) * s
+        face = Shell(Ellipsoid(face_c, face_r), 6 * s)
         parts: list[Shape] = [vault, base, face]
-        zyg = Capsule(face_c + np.array([36 * s, 6 * s, 6 * s]), cv + np.array([62 * s, -28 * s, -46 * s]), 4.5 * s, 4.5 * s)
+        zyg = Capsule(face_c + np.array([36, 6, 6]) * s, cv + np.array([62, -28, -46]) * s, 4.5 * s, 4.5 * s)
         mast = Ellipsoid(fm + np.array([48 * s, 2 * s, 2 * s]), np.array([8, 9, 12]) * s)
         parts += [zyg, zyg.mirrored(), mast, mast.mirrored()]
         self.add("cranium", parts, cortex_adult=2.2, family=1.02, anchor=cv + np.array([0, 0, rv[2] - t / 2]))
         self.landmarks.update(vertex=cv + Z * rv[2], vault_centre=cv, foramen_magnum=fm, face_centre=face_c)
-        self.head_info = dict(cv=cv, rv=rv, t=t, face_c=face_c, face_r=face_r)
+        self.head_info = dict(cv=cv, rv=rv, t=t, face_c=face_c, face_r=face_r, face_t=6 * s)
         # mandible: condyle - ramus - angle - body - chin, mirrored half + midline
         tmj = fm + np.array([48 * s, -24 * s, 2 * s])
         angle = tmj + np.array([-3 * s, 6 * s, -56 * s])
@@ -580,7 +583,7 @@ class SkeletonBuilder:
         for pts, r in ((half, 6.5 * s), (half_upper, 5.5 * s)):
             left = tube(pts, r)
             parts += left + [p.mirrored() for p in left]
-        parts.append(Capsule(angle + np.array([-2 * s, -12 * s, 40 * s]), angle + np.array([-2 * s, -10 * s, 4 * s]), 4 * s, 6 * s))
+        parts.append(Capsule(angle + np.array([-2, -12, 40]) * s, angle + np.array([-2, -10, 4]) * s, 4 * s, 6 * s))
         parts[-1:] = [parts[-1], parts[-1].mirrored()]
         self.add("mandible", parts, cortex_adult=2.2, family=1.02, anchor=chin + np.array([0, 4 * s, 0]))
         self.landmarks.update(chin=chin, tmj_left=tmj)
@@ -611,13 +614,15 @@ class SkeletonBuilder:
         asis = np.array([118 * s * pw, H[1] - 55 * s, H[2] + 68 * s])
         roof = H + np.array([6 * s, 0, r_cup - 4 * s])
         plate = 8 * s
-        parts: list[Shape] = [acet, Slab(psis, crest, roof, plate), Slab(crest, asis, roof, plate),
-                              Slab(psis, si_low, roof, plate)]
+        # the wing is a fan of plates around a medially sunk centre: the concave iliac fossa
+        fossa = (psis + crest + asis + roof) / 4 + np.array([-12 * s, -4 * s, 0])
+        ring = [psis, crest, asis, roof, si_low]
+        parts: list[Shape] = [acet] + [Slab(ring[k], ring[(k + 1) % 5], fossa, plate) for k in range(5)]
         rim = catmull_rom(np.array([psis, np.array([98 * s * pw, S1[1] + 28 * s, S1[2] + 34 * s]), crest,
                                     np.array([128 * s * pw, S1[1] - 28 * s, S1[2] + 32 * s]), asis]), 3)
         parts += tube(rim, 5.5 * s)
         pub_body = np.array([13 * s, H[1] - 60 * s, H[2] - 26 * s])
-        parts += [Capsule(H + np.array([-16 * s, -16 * s, 6 * s]), pub_body + np.array([2 * s, 0, 10 * s]), 8 * s, 7 * s),
+        parts += [Capsule(H + np.array([-16, -16, 6]) * s, pub_body + np.array([2, 0, 10]) * s, 8 * s, 7 * s),
                   Ellipsoid(pub_body, np.array([8, 9, 16]) * s)]
         it = np.array([60 * s * pw, H[1] + 38 * s, H[2] - 62 * s])
         parts += [Capsule(H + np.array([-8 * s, 16 * s, -22 * s]), it, 11 * s, 10 * s),
@@ -633,7 +638,8 @@ class SkeletonBuilder:
         n1 = H + neck * 45 * s
         shaft_top = H + neck * 50 * s + np.array([0, 0, -22 * s])
         dshaft = unit(np.array([-np.sin(np.radians(9)), 0.03, -1]))
-        parts = [Sphere(H, r_fh), Capsule(H + neck * 12 * s, n1, 15 * s, 16 * s), Capsule(n1, shaft_top, 17 * s, 15 * s),
+        parts = [Sphere(H, r_fh), Capsule(H + neck * 12 * s, n1, 15 * s, 16 * s),
+                 Capsule(n1, shaft_top, 17 * s, 15 * s),
                  Ellipsoid(H + neck * 55 * s + np.array([0, 8 * s, 14 * s]), np.array([13, 15, 20]) * s),
                  Ellipsoid(shaft_top + np.array([-13 * s, 8 * s, -18 * s]), np.array([8, 7, 9]) * s),
                  Capsule(shaft_top, shaft_top + dshaft * 420 * s, 15 * s, 12.5 * s)]

@@ -291,6 +291,22 @@ def test_glb_round_trip_names_colours_hierarchy_and_frame(glb_export):
     assert "+Y up" in gltf.asset.extras["coordinate_frame"]
 
 
+def test_glb_loads_in_an_independent_reader(glb_export):
+    from vtkmodules.vtkIOGeometry import vtkGLTFReader
+
+    _, paths = glb_export
+    reader = vtkGLTFReader()
+    reader.SetFileName(str(paths[0]))
+    reader.Update()
+    it = reader.GetOutput().NewIterator()
+    it.InitTraversal()
+    triangles = []
+    while not it.IsDoneWithTraversal():
+        triangles.append(it.GetCurrentDataObject().GetNumberOfPolys())
+        it.GoToNextItem()
+    assert len(triangles) == len(SOLID) and min(triangles) > 0
+
+
 def test_glb_vertices_inside_image_and_volumes_match(glb_export):
     img, paths = glb_export
     _, meshes = glb_meshes(paths[0])

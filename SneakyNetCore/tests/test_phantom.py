@@ -74,6 +74,7 @@ def test_default_2mm_case_has_every_label_with_several_voxels(case2mm, table):
     tiny = {table.by_id(i).name: int(counts[i]) for i in range(1, NUM_BONES + 1) if counts[i] < 6}
     assert not tiny, f"bones with fewer than 6 voxels at 2 mm: {tiny}"
     assert case.placed_by_anchor == [], "at 2 mm every bone must cover voxel centres on its own"
+    assert case.missing == []
     # roughly the documented default size (about 256 x 192 x 320 at 2 mm)
     nx, ny, nz = case.ct.GetSize()
     assert 170 <= nx <= 300 and 110 <= ny <= 230 and 260 <= nz <= 380
@@ -86,6 +87,13 @@ def test_small_4mm_case_still_has_every_label(small_case):
     assert present == set(range(1, NUM_BONES + 1))
     nx, ny, nz = case.ct.GetSize()
     assert nx * ny * nz < 3_000_000  # ~128 x 96 x 160
+
+
+def test_reduced_field_of_view_reports_the_bones_it_cuts_off(table):
+    case = generate(2, PhantomOptions(spacing=(4.0, 4.0, 4.0), fov_scale=0.6))
+    present = set(np.unique(sitk.GetArrayViewFromImage(case.labels))) - {0}
+    assert case.missing and "vertebra_T8" not in case.missing
+    assert {table.by_id(i).name for i in present} == {b.name for b in table} - set(case.missing)
 
 
 # ---------------------------------------------------------------------------------------- determinism

@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the first case; case i uses S + i (default: %(default)s)")
     parser.add_argument("--size", choices=("default", "small"), default="default",
-                        help="default: random 1.5-3 mm spacing per case (~256x192x320 voxels at 2 mm); "
-                             "small: 4 mm isotropic (~128x96x160) for fast CPU training and tests")
+                        help="default: random 1.5-3 mm spacing per case (~210x155x330 voxels at 2 mm); "
+                             "small: 4 mm isotropic (~105x78x165) for fast CPU training and tests")
     parser.add_argument("--spacing", type=float, nargs="+", metavar="MM",
                         help="voxel size in mm, one value (isotropic) or three (x y z); overrides --size")
     parser.add_argument("--noise", type=float, default=20.0, metavar="HU",

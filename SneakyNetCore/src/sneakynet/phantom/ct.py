@@ -29,7 +29,7 @@ class Rendered:
     ct: np.ndarray
     labels: np.ndarray
     placed_by_anchor: list[str]  # bones that covered no voxel centre and got their anchor voxel
-    outside: list[str]  # bones entirely outside the field of view
+    missing: list[str]  # bones without any voxel (only when the field of view cuts them off)
 
 
 def _relative(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, ...]:
@@ -130,13 +130,11 @@ def render(anat: Anatomy, grid: Grid, blur_mm: float, noise_hu: float, noise_rng
     # bones: label by voxel centre, intensity anti-aliased over about one voxel
     table = load_label_table()
     labels = np.zeros(shape, dtype=np.uint8)
-    outside: list[str] = []
     for bone in anat.bones:
         bid = table.by_name(bone.name).id
         lo, hi = bone.bounds()
         sl = grid.index_box(lo, hi, pad_mm=h)
         if sl is None:
-            outside.append(bone.name)
             continue
         d = _union_sdf(grid, bone.parts, sl)
         labels[sl][d < 0] = bid
@@ -147,6 +145,8 @@ def render(anat: Anatomy, grid: Grid, blur_mm: float, noise_hu: float, noise_rng
         sub[touched] += cover[touched] * (value[touched] - sub[touched])
 
     placed = _place_missing(anat, grid, labels, hu, table)
+    counts = np.bincount(labels.ravel(), minlength=256)
+    missing = [b.name for b in anat.bones if counts[table.by_name(b.name).id] == 0]
     if blur_mm > 0:
         sigma = [blur_mm / grid.spacing[2], blur_mm / grid.spacing[1], blur_mm / grid.spacing[0]]
         hu = gaussian_filter(hu, sigma=sigma, truncate=3.0, mode="nearest")
@@ -154,7 +154,7 @@ def render(anat: Anatomy, grid: Grid, blur_mm: float, noise_hu: float, noise_rng
         hu += noise_rng.standard_normal(shape, dtype=_F32) * _F32(noise_hu)
     np.clip(hu, HU_MIN, HU_MAX, out=hu)
     ct = np.rint(hu).astype(np.int16)
-    return Rendered(ct, labels, placed, [b for b in outside if b not in placed])
+    return Rendered(ct, labels, placed, missing)
 
 
 def _place_missing(anat: Anatomy, grid: Grid, labels: np.ndarray, hu: np.ndarray, table) -> list[str]:

@@ -20,8 +20,8 @@ from sneakynet.phantom.skeleton import SkeletonBuilder
 
 GENERATOR_VERSION = "1"
 SIZE_PRESETS: dict[str, dict] = {
-    "default": {},  # random spacing in [1.5, 3] mm per case: about 256 x 192 x 320 voxels at 2 mm
-    "small": {"spacing": (4.0, 4.0, 4.0)},  # about 128 x 96 x 160 voxels: fast CPU training and tests
+    "default": {},  # random spacing in [1.5, 3] mm per case: about 210 x 155 x 330 voxels at 2 mm
+    "small": {"spacing": (4.0, 4.0, 4.0)},  # about 105 x 78 x 165 voxels: fast CPU training and tests
 }
 RANDOM_SPACING_MM = (1.5, 3.0)
 
@@ -82,8 +82,8 @@ class PhantomCase:
     seed: int
     anatomy: Anatomy
     rotation: np.ndarray
-    placed_by_anchor: list[str] = field(default_factory=list)
-    outside: list[str] = field(default_factory=list)
+    placed_by_anchor: list[str] = field(default_factory=list)  # tiny bones given the voxel at their anchor
+    missing: list[str] = field(default_factory=list)  # bones cut off by a reduced field of view
 
     @property
     def landmarks(self) -> dict[str, np.ndarray]:
@@ -162,7 +162,7 @@ def generate(seed: int, options: PhantomOptions = PhantomOptions()) -> PhantomCa
     grid, R = fit_grid(anat, geom_rng, options)
     out = render(anat, grid, options.blur_mm, options.noise_hu, noise_rng)
     return PhantomCase(_to_image(out.ct, grid), _to_image(out.labels, grid), int(seed), anat, R,
-                       out.placed_by_anchor, out.outside)
+                       out.placed_by_anchor, out.missing)
 
 
 def generate_case(seed: int, options: PhantomOptions = PhantomOptions()) -> tuple[sitk.Image, sitk.Image]:

@@ -61,11 +61,3 @@ def ras_to_gltf(points_ras_mm: np.ndarray) -> np.ndarray:
     """(N, 3) RAS millimetres -> (N, 3) glTF metres (see the module docstring)."""
     return apply_affine(RAS_MM_TO_GLTF, points_ras_mm)
 
-
-def ras_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-    """(min, max) RAS corners (mm) of the box spanned by the image's voxel *edges*."""
-    size = np.asarray(image.GetSize(), dtype=float)
-    corners = np.array([[x, y, z] for x in (-0.5, size[0] - 0.5) for y in (-0.5, size[1] - 0.5)
-                        for z in (-0.5, size[2] - 0.5)])
-    ras = apply_affine(index_to_ras(image), corners)
-    return ras.min(axis=0), ras.max(axis=0)

@@ -1,8 +1,9 @@
 """Offscreen, class-coloured PNG preview of a bone label map (anterior + lateral views).
 
-Runs headless: VTK picks EGL or OSMesa when there is no X display. Each view is its own
-viewport with a parallel-projection camera so both views share one scale (mm per pixel);
-bones are lit by a light kit with screen-space ambient occlusion for depth cues. An optional
+Runs headless: VTK picks EGL or OSMesa when there is no X display. Each view is rendered in
+its own offscreen window (screen-space ambient occlusion breaks with several viewports) and
+the tiles are put side by side. Parallel-projection cameras give all views one scale (mm per
+pixel); bones are lit by a light kit, with ambient occlusion for depth cues. An optional
 CT adds a semi-transparent skin surface (the CT averaged down to ~3 mm and contoured at
 -300 HU, largest connected piece only, which drops the scanner table).
 """

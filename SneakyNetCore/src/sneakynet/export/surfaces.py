@@ -7,8 +7,8 @@ Pipeline (one multi-label pass, then per-bone work):
 2. contour all labels at once in the image's index-aligned frame scaled by the spacing
    (mm along i, j, k): ``vtkSurfaceNets3D`` (default) or ``vtkDiscreteFlyingEdges3D``;
 3. optional smoothing of the whole multi-label mesh with ``vtkWindowedSincPolyDataFilter``
-   (low-pass, keeps volume; SurfaceNets' own constrained smoothing shrank small bones by
-   5-25 % in our tests, so it is switched off);
+   (low-pass, keeps volume; SurfaceNets' own constrained smoothing shrank a sphere by 5-18 %
+   and a 4-voxel plate by 15-43 % at 8-30 iterations in our tests, so it is switched off);
 4. split into one mesh per label (SurfaceNets faces between two bones are shared and copied
    into both, flipped for the second one; vertices where a bone's voxels touch only along an
    edge or corner are duplicated so every bone is a closed 2-manifold), map to RAS with the
@@ -18,11 +18,12 @@ Pipeline (one multi-label pass, then per-bone work):
 5. optional per-bone decimation with ``vtkQuadricDecimation`` (ratio or total triangle
    budget), retried gentler on the rare bone where it would open a hole.
 
-Why SurfaceNets is the default: adjacent bones share their boundary exactly (no gaps or
-overlaps between e.g. vertebra and rib), unsmoothed meshes have exactly the voxel volume and
-thin bones keep theirs after smoothing (a 2x2-voxel rod keeps 87 % of its volume, against
-74 % with discrete flying edges, which cuts voxel corners), and the contouring pass is about
-5-25x faster on 125 labels (see ``benchmarks/bench_export.py``). Flying edges stays
+Why SurfaceNets is the default: adjacent bones share their boundary (no gaps between e.g.
+vertebra and rib; only the volume restore of step 4 can shift a small bone by a few tenths of
+a millimetre), unsmoothed meshes enclose exactly the voxel volume while discrete flying edges
+cuts voxel corners (a 2x2-voxel rod keeps 86 % of its volume), and contouring 125 labels of a
+2 mm phantom takes 0.1 s plus 0.5 s for the manifold vertex copies, against 4-6 s for discrete
+flying edges on 2 cores (see ``benchmarks/bench_export.py``). Flying edges stays
 available as ``method="flying_edges"``.
 """
 from __future__ import annotations

@@ -102,7 +102,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spacing", type=float, default=2.0)
-    parser.add_argument("--out", type=Path, default=None, help="keep the GLB files here")
+    parser.add_argument("--out", type=Path, default=None, help="keep the GLB files here (default: deleted)")
     parser.add_argument("--synthetic", action="store_true", help="use the synthetic map even if the phantom exists")
     args = parser.parse_args()
 
@@ -124,9 +124,10 @@ def main() -> int:
     print(f"cpus: {os.cpu_count()}, VTK SMP backend {smp.GetBackend()} with "
           f"{smp.GetEstimatedNumberOfThreads()} threads; python {sys.version.split()[0]}")
 
-    out = args.out or Path(tempfile.mkdtemp(prefix="bench_export_"))
-    out.mkdir(parents=True, exist_ok=True)
-    results = {m: run_pipeline(image, m, out) for m in ("surface_nets", "flying_edges")}
+    with tempfile.TemporaryDirectory(prefix="bench_export_") as scratch:
+        out = args.out or Path(scratch)
+        out.mkdir(parents=True, exist_ok=True)
+        results = {m: run_pipeline(image, m, out) for m in ("surface_nets", "flying_edges")}
 
     stages = list(results["surface_nets"]["times"])
     print(f"\n{'stage (s)':<22}{'SurfaceNets':>14}{'FlyingEdges':>14}")
@@ -136,7 +137,8 @@ def main() -> int:
                      ("bones", "{}"), ("worst_volume_error", "{:.1%}"), ("not_closed", "{}"),
                      ("glb_mb", "{:.1f}")):
         print(f"{key:<22}" + "".join(f"{fmt.format(results[m][key]):>14}" for m in results))
-    print(f"\nGLB files in {out}")
+    if args.out:
+        print(f"\nGLB files in {args.out}")
     target = results["surface_nets"]["times"]["total"]
     print(f"SurfaceNets total {target:.1f} s (target <= 20 s on 2 cores): {'OK' if target <= 20 else 'SLOW'}")
     return 0

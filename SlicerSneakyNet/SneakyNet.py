@@ -114,6 +114,7 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._pollTimer = None
+        self._shownModel = None  # (useDemoModel, bundle path) whose description the GUI shows
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -134,8 +135,6 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependenciesButton)
-        self.ui.useDemoModelCheckBox.connect("toggled(bool)", self.updateModelInfo)
-        self.ui.modelBundlePathLineEdit.connect("currentPathChanged(QString)", self.updateModelInfo)
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
                                                   self.ui.segmentationShow3DButton.setSegmentationNode)
 
@@ -189,8 +188,11 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
+        """Parameter node changed: enable the buttons that can work now, re-describe a changed model."""
         busy = self._job is not None
         node = self._parameterNode
+        if node and (node.useDemoModel, str(node.modelBundlePath)) != self._shownModel:
+            self.updateModelInfo()
         self.ui.segmentButton.enabled = bool(node and node.inputVolume) and not busy
         self.ui.cancelButton.enabled = busy
         self.ui.exportButton.enabled = bool(node and node.outputSegmentation) and not busy
@@ -198,14 +200,17 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ model and dependencies
     def currentOptions(self) -> SegmentationOptions:
+        """Options from the parameter node; an unset bundle path becomes '' (the logic asks for one)."""
         node = self._parameterNode
-        bundle = None if node.useDemoModel else str(node.modelBundlePath or "")
+        path = str(node.modelBundlePath or "").strip()
+        bundle = None if node.useDemoModel else ("" if path in ("", ".") else path)
         return SegmentationOptions(bundle=bundle, device=node.device, fast=(node.quality == "fast"))
 
-    def updateModelInfo(self, *args) -> None:
+    def updateModelInfo(self) -> None:
         """Show what the chosen model is (demo disclaimer included) or why it cannot be used."""
         if self._parameterNode is None:
             return
+        self._shownModel = (self._parameterNode.useDemoModel, str(self._parameterNode.modelBundlePath))
         if self.logic.missingDependencies():
             self.ui.modelInfoLabel.text = "Model: install the Python packages first (see 'Python packages')."
             return
@@ -351,13 +356,16 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class SneakyNetLogic(ScriptedLoadableModuleLogic, BoneSegmentationLogic):
+class SneakyNetLogic(BoneSegmentationLogic, ScriptedLoadableModuleLogic):
     """The module's logic: :class:`SneakyNetLib.logic.BoneSegmentationLogic` on Slicer's scene.
 
     Scripts can use it without the GUI::
 
         logic = slicer.util.getModuleLogic("SneakyNet")
         result = logic.segment(volumeNode, SegmentationOptions(device="cpu"))
+
+    BoneSegmentationLogic comes first in the bases: ScriptedLoadableModuleLogic.__init__ calls
+    ``super().__init__()``, which must reach ``object`` and not the scene-taking constructor.
     """
 
     def __init__(self, scene=None) -> None:

@@ -18,7 +18,6 @@ packages, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -54,7 +53,7 @@ def buildParser() -> argparse.ArgumentParser:
 
 def findCases(folder: Path, outputFolder: Path) -> list[Path]:
     """CT files (by suffix) and sub-folders (DICOM series) of ``folder``, sorted by name."""
-    from SneakyNetLib.volumes import volumeSuffix
+    from SneakyNetLib.casenames import volumeSuffix
 
     cases = []
     for entry in sorted(folder.iterdir()):
@@ -111,7 +110,7 @@ def progressBar(case: str):
 
 def processCase(logic, path: Path, args, options) -> str:
     """Segment one case; returns 'done' or 'skipped'. Raises SneakyNetError for user problems."""
-    from SneakyNetLib.volumes import caseName
+    from SneakyNetLib.casenames import caseName
 
     name = caseName(path)
     segPath = args.output / f"{name}.seg.nrrd"
@@ -150,16 +149,7 @@ def processCase(logic, path: Path, args, options) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = buildParser().parse_args(argv)
-    from SneakyNetLib.dependencies import missingDependencies
-
-    missing = missingDependencies()
-    if missing:
-        print("batch_segment.py: error: missing Python packages: " + ", ".join(missing)
-              + " (install them from the SneakyNet module in Slicer, or with pip)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    from SneakyNetLib.errors import SneakyNetError
-    from SneakyNetLib.logic import BoneSegmentationLogic, SegmentationOptions
-
+    # cheap checks first: they need neither PyTorch nor the Slicer libraries
     if not args.input.is_dir():
         print(f"batch_segment.py: error: {args.input}: input folder does not exist", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -171,6 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch_segment.py: error: {args.input}: no CT files (.nrrd, .nii, .nii.gz, .mha, .mhd) "
               "or DICOM folders found", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from SneakyNetLib.dependencies import missingDependencies
+
+    missing = missingDependencies()
+    if missing:
+        print("batch_segment.py: error: missing Python packages: " + ", ".join(missing)
+              + " (install them from the SneakyNet module in Slicer, or with pip)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from SneakyNetLib.errors import SneakyNetError
+    from SneakyNetLib.logic import BoneSegmentationLogic, SegmentationOptions
+
     logic = BoneSegmentationLogic(getScene())
     options = SegmentationOptions(bundle=args.model, device=args.device, fast=args.fast)
     try:

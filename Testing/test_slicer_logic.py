@@ -331,6 +331,7 @@ CT_LIKE = (np.random.default_rng(0).normal(0, 300, (24, 24, 24)) - 200).astype(n
     ("bundle is a file", ModelError, "is a file"),
     ("folder without a bundle", ModelError, "cannot be used"),
     ("unknown device", ModelError, "Unknown device"),
+    ("no bundle chosen", ModelError, "No model bundle folder is chosen"),
 ])
 def test_bad_input_gives_a_message_and_creates_no_node(case, error, message, tmp_path, model_bundle):
     scene = slicer.vtkMRMLScene()
@@ -359,6 +360,8 @@ def test_bad_input_gives_a_message_and_creates_no_node(case, error, message, tmp
         options = SegmentationOptions(bundle=str(tmp_path), device="cpu")
     elif case == "unknown device":
         options = SegmentationOptions(bundle=model_bundle, device="tpu")
+    elif case == "no bundle chosen":
+        options = SegmentationOptions(bundle="", device="cpu")
     before = scene.GetNumberOfNodes()
     with pytest.raises(error, match=message) as info:
         logic.segment(volume, options)
@@ -368,6 +371,23 @@ def test_bad_input_gives_a_message_and_creates_no_node(case, error, message, tmp
     with pytest.raises(error):  # the GUI path refuses the same inputs before starting a thread
         logic.startSegmentation(volume, options)
     assert logic.job is None and scene.GetNumberOfNodes() == before
+
+
+def test_unreadable_files_give_a_message_and_no_node(tmp_path):
+    scene = slicer.vtkMRMLScene()
+    logic = BoneSegmentationLogic(scene)
+    (tmp_path / "ct.nrrd").write_text("not an image")
+    (tmp_path / "bones.seg.nrrd").write_text("not a segmentation")
+    with pytest.raises(InputVolumeError, match="ct.nrrd: not a readable volume"):
+        logic.loadVolume(tmp_path / "ct.nrrd")
+    with pytest.raises(InputVolumeError, match="does not exist"):
+        logic.loadVolume(tmp_path / "missing.nii.gz")
+    with pytest.raises(SneakyNetError, match="bones.seg.nrrd: not a readable Slicer segmentation"):
+        logic.loadSegmentation(tmp_path / "bones.seg.nrrd")
+    with pytest.raises(ExportError, match="must end in .seg.nrrd"):
+        logic.saveSegmentation(scene.AddNewNodeByClass("vtkMRMLSegmentationNode"), tmp_path / "bones.nrrd")
+    assert scene.GetNumberOfNodes() == 1  # only the segmentation node added for the last check
+    assert volumes.caseName("a/ct_01.nii.gz") == "ct_01" and volumes.volumeSuffix("x.seg.nrrd") == ""
 
 
 def test_gpu_choice_without_cuda_is_a_message():

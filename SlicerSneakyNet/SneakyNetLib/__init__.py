@@ -6,5 +6,6 @@
 - ``job``: a prediction in a worker thread with progress and cancel, polled by the GUI.
 - ``dependencies``: what must be pip-installed in Slicer, and how (after the user agreed).
 - ``render``: offscreen 3D PNG of a segmentation node's closed surfaces.
+- ``casenames``: which files are CT volumes, case names (cheap, no heavy imports).
 - ``errors``: the user-facing exception classes.
 """

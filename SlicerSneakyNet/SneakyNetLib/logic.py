@@ -39,7 +39,7 @@ ProgressCallback = Callable[[float, str], None]
 
 @dataclass(frozen=True)
 class SegmentationOptions:
-    """How to segment. ``bundle``: a model bundle folder, None/'' = the bundled demo model.
+    """How to segment. ``bundle``: a model bundle folder; None = the bundled demo model ('' = none chosen: an error).
 
     ``device``: ``auto`` (CUDA if PyTorch sees a GPU, else CPU), ``cuda``/``gpu`` or ``cpu``.
     ``fast``: no tile overlap (about 8x fewer tiles, slightly rougher borders).
@@ -114,10 +114,15 @@ class BoneSegmentationLogic:
         return resolved
 
     def modelInfo(self, bundle: str | os.PathLike | None = None):
-        """Read (and check) a bundle's ``config.json``: the ``sneakynet.bundle.BundleInfo``; ModelError if unusable."""
+        """Read (and check) a bundle's ``config.json``: the ``sneakynet.bundle.BundleInfo``; ModelError if unusable.
+
+        ``bundle``: None = the bundled demo model; '' = nothing chosen (an error); else a folder.
+        """
         from sneakynet.bundle import BundleError, demo_bundle_path, read_bundle_info
 
-        if bundle in (None, ""):
+        if bundle is not None and not str(bundle).strip():
+            raise ModelError("No model bundle folder is chosen. Choose one, or use the bundled demo model.")
+        if bundle is None:
             try:
                 path = demo_bundle_path()
             except FileNotFoundError as exc:

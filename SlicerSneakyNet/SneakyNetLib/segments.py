@@ -19,7 +19,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .errors import ExportError, SneakyNetError
-from .volumes import RAS_FROM_LPS, ijkToRasArray, ijkToRasFromImage
+from .volumes import RAS_FROM_LPS, ijkToRasArray, ijkToRasFromImage, quietVtkLog, readerMessage
 
 LABEL_ID_TAG = "SneakyNet.LabelId"
 TERMINOLOGY_TAG = "TerminologyEntry"  # Slicer's tag name for terminology before vtkSegment.SetTerminology
@@ -243,10 +243,13 @@ def loadSegmentation(scene: slicer.vtkMRMLScene, path: str | os.PathLike, name: 
     storage.SetFileName(str(path))
     scene.AddNode(storage)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node):
+    with quietVtkLog():
+        ok = storage.ReadData(node)
+    if not ok:
+        reason = readerMessage(storage)
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
-        raise SneakyNetError(f"{path}: not a readable Slicer segmentation file")
+        raise SneakyNetError(f"{path}: not a readable Slicer segmentation file ({reason})")
     return node
 
 

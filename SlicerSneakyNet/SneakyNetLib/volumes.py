@@ -12,31 +12,19 @@ and the output segmentation observes the same parent transform (see ``segments.p
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
 
+from .casenames import caseName, volumeSuffix  # noqa: F401 (re-exported for callers)
 from .errors import InputVolumeError
 
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
-
-# file name endings the batch script and loadVolumeFile treat as one image each
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-def volumeSuffix(path: str | os.PathLike) -> str:
-    """The image suffix of ``path`` (``.nii.gz`` counts as one; ``.seg.nrrd`` is not a volume), or ''."""
-    name = Path(path).name.lower()
-    if name.endswith(".seg.nrrd"):
-        return ""
-    for suffix in VOLUME_SUFFIXES:
-        if name.endswith(suffix):
-            return suffix
-    return ""
-
 
 def ijkToRasArray(volumeNode: slicer.vtkMRMLVolumeNode) -> np.ndarray:
     """The node's 4x4 IJK-to-RAS matrix as a numpy array (RAS millimetres per voxel index)."""
@@ -126,6 +114,28 @@ def validateCtVolumeNode(volumeNode) -> list[str]:
     return warnings
 
 
+@contextmanager
+def quietVtkLog() -> Iterator[None]:
+    """Keep VTK's error log off stderr for a block (failures are reported as exceptions instead)."""
+    cutoff = vtk.vtkLogger.GetCurrentVerbosityCutoff()
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
+    try:
+        yield
+    finally:
+        vtk.vtkLogger.SetStderrVerbosity(cutoff)
+
+
+def readerMessage(storageNode) -> str:
+    """The first line of a storage node's first error message, shortened ('unknown reason' if none)."""
+    messages = storageNode.GetUserMessages() if hasattr(storageNode, "GetUserMessages") else None
+    if messages is None or messages.GetNumberOfMessages() == 0:
+        return "unknown reason"
+    text = messages.GetNthMessageText(0)
+    text = text.split("ITK exception info:")[-1].replace("error in unknown:", "").strip()
+    text = text.splitlines()[0].strip() if text else "unknown reason"
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def loadVolumeFile(scene: slicer.vtkMRMLScene, path: str | os.PathLike, name: str | None = None
                    ) -> slicer.vtkMRMLScalarVolumeNode:
     """Read a CT file (NRRD, NIfTI, MHA, ...) or a DICOM series folder into a new scalar volume node.
@@ -159,16 +169,12 @@ def loadVolumeFile(scene: slicer.vtkMRMLScene, path: str | os.PathLike, name: st
     storage.SetSingleFile(True)
     scene.AddNode(storage)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node) or node.GetImageData() is None:
+    with quietVtkLog():  # the reader's errors go into the message below, not onto stderr
+        ok = storage.ReadData(node) and node.GetImageData() is not None
+    if not ok:
+        reason = readerMessage(storage)
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
-        raise InputVolumeError(f"{path}: not a readable volume (Slicer's reader failed)")
+        raise InputVolumeError(f"{path}: not a readable volume ({reason})")
     node.CreateDefaultDisplayNodes()
     return node
-
-
-def caseName(path: str | os.PathLike) -> str:
-    """A case's name: the file name without its image suffix (``ct_01.nii.gz`` -> ``ct_01``)."""
-    p = Path(path)
-    suffix = volumeSuffix(p)
-    return p.name[: -len(suffix)] if suffix else p.name

@@ -19,16 +19,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 
-from .geometry import check_ct_image, labels_to_input_grid, to_model_grid
 from .intensity import CTNormalization, normalize_ct
 from .models import MultiResolutionUNet
 from .tiling import context_level, context_slice, gaussian_importance, padded_length, tile_starts, tile_step
+
+if TYPE_CHECKING:  # SimpleITK is needed only for images, not for arrays (GPU benchmarks)
+    import SimpleITK as sitk
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -129,9 +130,12 @@ class Predictor:
         self.stats = PredictionStats()
 
     # ------------------------------------------------------------------ public API
-    def predict_image(self, image: sitk.Image | str | os.PathLike, progress: ProgressCallback | None = None,
-                      cancel: CancelToken | None = None) -> sitk.Image:
+    def predict_image(self, image: "sitk.Image | str | os.PathLike", progress: ProgressCallback | None = None,
+                      cancel: CancelToken | None = None) -> "sitk.Image":
         """Label map (uint8, ids of the label table) on exactly ``image``'s grid."""
+        import SimpleITK as sitk
+
+        from .geometry import check_ct_image, labels_to_input_grid, to_model_grid
         from .io import read_image
 
         source = str(image) if not isinstance(image, sitk.Image) else "input image"

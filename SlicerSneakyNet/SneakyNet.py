@@ -7,7 +7,6 @@ The Widget only forwards to the Logic; the Logic's work lives in ``SneakyNetLib.
 from __future__ import annotations
 
 import logging
-import os
 import pathlib
 from typing import Annotated, Optional
 
@@ -338,9 +337,10 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         try:
             with slicer.util.WaitCursor():
+                # the segmentation's own reference geometry (its source CT), not whatever CT is selected now
                 files = self.logic.exportMeshes(node.outputSegmentation, folder, fmt=node.meshFormat,
                                                 smooth=node.smoothMeshes, decimate=node.decimation,
-                                                referenceVolumeNode=node.inputVolume, progress=progress)
+                                                progress=progress)
         except SneakyNetError as exc:
             slicer.util.errorDisplay(str(exc))
             return

@@ -118,6 +118,33 @@ def test_oblique_geometry_round_trips_through_a_volume_node():
         np.testing.assert_allclose(ras[:3], lps * [-1, -1, 1], atol=1e-9)
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example"
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared/data real CT samples are not next to the repository")
+def test_real_ct_files_load_with_the_geometry_simpleitk_reads():
+    """Real NIfTI and DICOM CTs: Slicer's reader (and our DICOM path) agree with SimpleITK voxel for voxel."""
+    from sneakynet.io import read_dicom_series
+
+    scene = slicer.vtkMRMLScene()
+    logic = BoneSegmentationLogic(scene)
+    nifti = SHARED_DATA / "example_ct_sm.nii.gz"
+    node = logic.loadVolume(nifti)
+    assert node.GetName() == "example_ct_sm"
+    expected = sitk.ReadImage(str(nifti))
+    image = volumes.imageFromVolumeNode(node)
+    assert_same_geometry(image, expected, tol=1e-3)
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(expected))
+    assert volumes.validateCtVolumeNode(node) == []
+    dicom = logic.loadVolume(SHARED_DATA / "example_ct_dicom")
+    expected = read_dicom_series(SHARED_DATA / "example_ct_dicom")
+    assert_same_geometry(volumes.imageFromVolumeNode(dicom), expected, tol=1e-3)
+    assert volumes.validateCtVolumeNode(dicom) == []
+    labels = logic.loadVolume(SHARED_DATA / "example_seg.nii.gz")  # a label map loaded as a scalar volume
+    with pytest.raises(InputVolumeError, match="looks like a label map"):
+        volumes.validateCtVolumeNode(labels)
+
+
 # ---------------------------------------------------------------------------------- the run
 
 

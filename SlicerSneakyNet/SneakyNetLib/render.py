@@ -50,6 +50,17 @@ def renderSegmentation3D(segmentationNode: slicer.vtkMRMLSegmentationNode, pngPa
     if not actors:
         raise ValueError(f"'{segmentationNode.GetName()}' has no segment with a closed surface to render")
 
+    # without a display VTK first tries X ("bad X server connection" warning), then EGL/OSMesa:
+    # only errors are worth showing while the window lives
+    cutoff = vtk.vtkLogger.GetCurrentVerbosityCutoff()
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)
+    try:
+        return _render(actors, pngPath, size, caption)
+    finally:
+        vtk.vtkLogger.SetStderrVerbosity(cutoff)
+
+
+def _render(actors: list, pngPath: str | os.PathLike, size: tuple[int, int], caption: str | None) -> Path:
     window = vtk.vtkRenderWindow()
     window.SetOffScreenRendering(1)
     window.SetMultiSamples(0)  # FXAA and MSAA give black images with the EGL fallback of VTK wheels
@@ -81,19 +92,19 @@ def renderSegmentation3D(segmentationNode: slicer.vtkMRMLSegmentationNode, pngPa
         text.GetTextProperty().SetColor(1.0, 1.0, 1.0)
         text.SetPosition(10, size[1] - size[1] // 20 - 10)
         renderer.AddViewProp(text)
-    if caption:
+    if caption:  # on a transparent full-width layer above both views
+        window.SetNumberOfLayers(2)
+        overlay = vtk.vtkRenderer()
+        overlay.SetLayer(1)
+        overlay.InteractiveOff()
         text = vtk.vtkTextActor()
         text.SetInput(caption)
         text.GetTextProperty().SetFontSize(max(12, size[1] // 50))
         text.GetTextProperty().SetColor(1.0, 1.0, 1.0)
         text.SetPosition(10, 10)
-        renderers[0].AddViewProp(text)
-    cutoff = vtk.vtkLogger.GetCurrentVerbosityCutoff()
-    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)  # "bad X server connection" is noise here
-    try:
-        window.Render()
-    finally:
-        vtk.vtkLogger.SetStderrVerbosity(cutoff)
+        overlay.AddViewProp(text)
+        window.AddRenderer(overlay)
+    window.Render()
     grab = vtk.vtkWindowToImageFilter()
     grab.SetInput(window)
     grab.ReadFrontBufferOff()

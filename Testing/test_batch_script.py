@@ -43,7 +43,7 @@ def case_folder(tmp_path_factory) -> Path:
 def test_batch_segments_every_case_skips_finished_ones_and_reports_bad_ones(case_folder, model_bundle, tmp_path):
     out = tmp_path / "out"
     args = ["--input", case_folder, "--output", out, "--device", "cpu", "--fast", "--export-meshes",
-            "--mesh-format", "stl", *model_args(model_bundle)]
+            "--mesh-format", "stl", "--screenshot", *model_args(model_bundle)]
     first = run_batch(*args)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "2 segmented, 0 skipped" in first.stdout and "Traceback" not in first.stderr
@@ -66,6 +66,7 @@ def test_batch_segments_every_case_skips_finished_ones_and_reports_bad_ones(case
         np.testing.assert_allclose(labels.GetDirection(), ct.GetDirection(), atol=1e-5)
         stls = sorted(p.stem for p in (out / f"{name}_meshes").glob("*.stl"))
         assert stls == sorted(ids), "one STL per bone segment"
+        assert (out / f"{name}_3d.png").stat().st_size > 1000
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
     # run again with a broken file added: finished cases are skipped, the bad one is reported

@@ -91,6 +91,17 @@ def broadcast_flag(ctx: DistContext, value: bool) -> bool:
     return bool(t.item())
 
 
+def broadcast_buffers(ctx: DistContext, model: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts them at the start of each forward pass, so rank 0's are the ones in use; but
+    the last forward pass updates each rank's own copy. Call after training so all ranks agree.
+    """
+    if ctx.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
 def weights_digest(model: nn.Module) -> str:
     """sha256 of every parameter and buffer (name, dtype, shape, bytes), in state-dict order."""
     h = hashlib.sha256()
@@ -112,5 +123,5 @@ def gather_digests(ctx: DistContext, model: nn.Module) -> list[str]:
     return [bytes(t.cpu().tolist()).hex() for t in out]
 
 
-__all__ = ["DistContext", "barrier", "broadcast_flag", "gather_digests", "init_distributed", "resolve_device",
+__all__ = ["DistContext", "barrier", "broadcast_buffers", "broadcast_flag", "gather_digests", "init_distributed", "resolve_device",
            "shutdown_distributed", "weights_digest"]

@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 from torch import nn
 
@@ -52,7 +51,7 @@ from sneakynet.bundle import intensity_spec, save_bundle, unwrap_model
 from sneakynet.checkpoint import (CheckpointError, capture_rng, latest_checkpoint, load_checkpoint, pack_model,
                                   pack_optimizer, remove_stale_temporaries, restore_rng, save_checkpoint,
                                   unpack_model, unpack_optimizer)
-from sneakynet.distributed import (DistContext, barrier, gather_digests, init_distributed, shutdown_distributed,
+from sneakynet.distributed import (DistContext, barrier, broadcast_buffers, gather_digests, init_distributed, shutdown_distributed,
                                    weights_digest)
 from sneakynet.intensity import DEFAULT_CT_NORMALIZATION, CTNormalization
 from sneakynet.losses import multires_loss
@@ -178,7 +177,7 @@ class TrainOptions:
 # data
 
 
-def case_on_model_grid(case_id: str, ct: sitk.Image, labels: sitk.Image, spacing: Sequence[float],
+def case_on_model_grid(case_id: str, ct: "sitk.Image", labels: "sitk.Image", spacing: Sequence[float],
                        normalization: CTNormalization):
     """A :class:`sneakynet.sampler.TrainingCase` on the model grid the predictor uses.
 
@@ -186,6 +185,8 @@ def case_on_model_grid(case_id: str, ct: sitk.Image, labels: sitk.Image, spacing
     resampling to ``spacing`` mm, x/y/z); the labels are resampled nearest-neighbour onto that
     grid in physical space. So training patches look exactly like the predictor's tiles.
     """
+    import SimpleITK as sitk
+
     from sneakynet.geometry import to_model_grid
     from sneakynet.intensity import normalize_ct
     from sneakynet.sampler import TrainingCase, patient_axes
@@ -404,9 +405,18 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> None:
     val = [r for r in rows if r.get("kind") == "val" and r.get("val_dsc") is not None]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     if train:
-        ax.plot([r["iteration"] for r in train], [r["loss"] for r in train], color="tab:blue", lw=1.2,
-                label="training loss (CE + Dice, all branches)")
-        ax.set_yscale("log")
+        its = np.array([r["iteration"] for r in train])
+        loss = np.array([r["loss"] for r in train], dtype=float)
+        window = max(1, len(loss) // 25)
+        if window > 1:  # raw values faint, moving average on top
+            ax.plot(its, loss, color="tab:blue", lw=0.6, alpha=0.3)
+            smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+            ax.plot(its[window - 1:], smooth, color="tab:blue", lw=1.4,
+                    label=f"training loss (CE + Dice, all branches; mean of {window} logs)")
+        else:
+            ax.plot(its, loss, color="tab:blue", lw=1.2, label="training loss (CE + Dice, all branches)")
+        if np.all(loss > 0) and loss.max() / loss.min() > 10:
+            ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("training loss", color="tab:blue")
     ax.grid(True, alpha=0.3)
@@ -437,7 +447,14 @@ def _set_determinism(options: TrainOptions, ctx: DistContext) -> None:
         torch.set_num_threads(options.threads)
     if options.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        # CUDA has no deterministic cross-entropy (nll_loss2d) kernel: warn there instead of failing.
+        # Bit-exact runs and resumes are tested on the CPU (same thread count); on an H100 two runs and
+        # a resumed run were also bit-identical, but PyTorch does not promise it.
+        cuda = ctx.device.type == "cuda"
+        torch.use_deterministic_algorithms(True, warn_only=cuda)
+        if cuda and ctx.is_main:
+            print("sneakynet train: --deterministic on CUDA is best effort (PyTorch has no deterministic "
+                  "cross-entropy kernel there); bit-exact runs are guaranteed on the CPU", flush=True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     else:
@@ -667,6 +684,7 @@ def _train(options: TrainOptions, ctx: DistContext, on_step: Callable[[int, dict
         if hasattr(data, "close"):
             data.close()  # stops the DataLoader workers
 
+    broadcast_buffers(ctx, model)  # the final forward pass updated each rank's BatchNorm statistics
     digests = gather_digests(ctx, model)
     if ctx.is_main:
         if len(set(digests)) != 1:

@@ -95,7 +95,8 @@ class BundleInfo:
     def normalization(self) -> CTNormalization:
         """The CT normalisation to apply before the network (see :func:`sneakynet.intensity.normalize_ct`)."""
         if self.intensity.get("name") != CT_INTENSITY_NAME:
-            raise BundleError(f"{self.path / CONFIG_FILE}: unknown intensity normalisation {self.intensity.get('name')!r}")
+            raise BundleError(f"{self.path / CONFIG_FILE}: unknown intensity normalisation "
+                              f"{self.intensity.get('name')!r}")
         return CTNormalization.from_dict(self.intensity["parameters"])
 
 
@@ -287,7 +288,8 @@ def read_bundle_info(path: str | os.PathLike) -> BundleInfo:
         raise BundleError(f"{cfg_path}: model was trained with label table version {label_version}, this SneakyNet "
                           f"has version {table.version}; its label ids would be wrong")
     if num_classes > len(table) + 1:
-        raise BundleError(f"{cfg_path}: {num_classes} classes, but the label table has only {len(table)} bones + background")
+        raise BundleError(f"{cfg_path}: {num_classes} classes, but the label table has only {len(table)} bones "
+                          "+ background")
     weights = _require(data, "weights", dict, cfg_path)
     if weights.get("file") != WEIGHTS_FILE:
         raise BundleError(f"{cfg_path}: weights file must be {WEIGHTS_FILE!r}, got {weights.get('file')!r}")
@@ -343,7 +345,8 @@ def verify_weights(info: BundleInfo) -> Path:
     digest = file_sha256(weights)
     if digest != info.sha256:
         raise BundleError(f"{weights}: sha256 {digest[:16]}... does not match {info.sha256[:16]}... recorded in "
-                          f"{CONFIG_FILE}; the file is truncated, damaged or was modified ({weights.stat().st_size} bytes)")
+                          f"{CONFIG_FILE}; the file is truncated, damaged or was modified "
+                          f"({weights.stat().st_size} bytes)")
     return weights
 
 

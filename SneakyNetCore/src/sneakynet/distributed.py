@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -59,11 +60,13 @@ def init_distributed(device_request: str = "auto") -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_request, local_rank)
     if world_size > 1 and not dist.is_initialized():
+        # ranks > 0 wait at a barrier while rank 0 validates and writes: allow long validations
+        timeout = timedelta(minutes=float(os.environ.get("SNEAKYNET_DIST_TIMEOUT_MIN", "60")))
         if device.type == "cuda":
             torch.cuda.set_device(device)
-            dist.init_process_group("nccl", device_id=device)
+            dist.init_process_group("nccl", device_id=device, timeout=timeout)
         else:
-            dist.init_process_group("gloo")
+            dist.init_process_group("gloo", timeout=timeout)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
@@ -80,15 +83,6 @@ def barrier(ctx: DistContext) -> None:
             dist.barrier(device_ids=[ctx.device.index])
         else:
             dist.barrier()
-
-
-def broadcast_flag(ctx: DistContext, value: bool) -> bool:
-    """Rank 0's ``value`` on every rank (e.g. 'stop now')."""
-    if not ctx.distributed:
-        return value
-    t = torch.tensor([1 if value else 0], dtype=torch.int32, device=ctx.device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
 
 
 def broadcast_buffers(ctx: DistContext, model: nn.Module) -> None:
@@ -123,5 +117,5 @@ def gather_digests(ctx: DistContext, model: nn.Module) -> list[str]:
     return [bytes(t.cpu().tolist()).hex() for t in out]
 
 
-__all__ = ["DistContext", "barrier", "broadcast_buffers", "broadcast_flag", "gather_digests", "init_distributed", "resolve_device",
-           "shutdown_distributed", "weights_digest"]
+__all__ = ["DistContext", "barrier", "broadcast_buffers", "gather_digests", "init_distributed",
+           "resolve_device", "shutdown_distributed", "weights_digest"]

@@ -51,8 +51,8 @@ from sneakynet.bundle import intensity_spec, save_bundle, unwrap_model
 from sneakynet.checkpoint import (CheckpointError, capture_rng, latest_checkpoint, load_checkpoint, pack_model,
                                   pack_optimizer, remove_stale_temporaries, restore_rng, save_checkpoint,
                                   unpack_model, unpack_optimizer)
-from sneakynet.distributed import (DistContext, barrier, broadcast_buffers, gather_digests, init_distributed, shutdown_distributed,
-                                   weights_digest)
+from sneakynet.distributed import (DistContext, barrier, broadcast_buffers, gather_digests, init_distributed,
+                                   shutdown_distributed)
 from sneakynet.intensity import DEFAULT_CT_NORMALIZATION, CTNormalization
 from sneakynet.losses import multires_loss
 from sneakynet.models import NetConfig, build_network, count_parameters, preset
@@ -129,7 +129,8 @@ class TrainOptions:
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
-            (self.val_every >= 0 and self.ckpt_every >= 0, "--val-every and --ckpt-every must be >= 0 (0 = only at the end)"),
+            (self.val_every >= 0 and self.ckpt_every >= 0,
+             "--val-every and --ckpt-every must be >= 0 (0 = only at the end)"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
             (self.val_mode in ("cases", "patches"), f"--val-mode must be cases or patches, got {self.val_mode!r}"),
@@ -621,9 +622,10 @@ def _train(options: TrainOptions, ctx: DistContext, on_step: Callable[[int, dict
                 "sampler": sampler_options.to_dict(), "amp": str(amp_dtype), "device": ctx.device.type}
 
     def write_bundle(folder: str, iteration: int, metrics: dict | None) -> Path:
+        data_name = ds.meta.get("name") or Path(options.dataset).name
         description = options.description or (
-            f"SneakyNet {config.describe()} ({config.preset}) trained on {ds.meta.get('name') or Path(options.dataset).name}"
-            f", fold {options.fold}, {iteration} iterations")
+            f"SneakyNet {config.describe()} ({config.preset}) trained on {data_name}, fold {options.fold}, "
+            f"{iteration} iterations")
         return save_bundle(model, run / folder, spacing=options.spacing,
                            intensity=intensity_spec(CTNormalization.from_dict(options.normalization)),
                            description=description, training=bundle_training(iteration), demo=options.demo,
@@ -711,4 +713,4 @@ def _train(options: TrainOptions, ctx: DistContext, on_step: Callable[[int, dict
 
 
 __all__ = ["TrainError", "TrainOptions", "Validator", "amp_settings", "case_on_model_grid", "load_fold",
-           "plot_curve", "train", "train_step", "weights_digest"]
+           "plot_curve", "train", "train_step"]

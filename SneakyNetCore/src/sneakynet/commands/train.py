@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("network")
     net.add_argument("--variant", choices=["A", "B", "C", "D"], default=d.variant,
                      help="A U-Net, B HookNet, C MRN, D SneakyNet (default D)")
-    net.add_argument("--context", type=int, default=d.context, metavar="K", help="context networks K (A: 0, B: 1, C/D: 1-3)")
+    net.add_argument("--context", type=int, default=d.context, metavar="K",
+                     help="context networks K (A: 0, B: 1, C/D: 1-3)")
     net.add_argument("--patch", type=int, default=d.patch, metavar="S", help="target patch size S (default 64)")
     net.add_argument("--preset", choices=["lite", "paper", "slim"], default=d.preset,
                      help="channel widths: lite (CPU-sized) or paper (Table 1 sizes); default lite")

@@ -22,10 +22,13 @@ def test_paper_presets_match_table1_parameter_counts(variant, k, name):
     assert abs(n / expected - 1) <= 0.15, f"{variant} K={k}: {n:.3e} vs Table 1 {expected:.1e}"
 
 
-@pytest.mark.parametrize("k", [0, 1, 2, 3])
-def test_lite_presets_fit_two_cpu_cores(k):
-    model = build_network(preset("lite", "A" if k == 0 else "D", k, patch_size=32))
-    assert 1e6 <= count_parameters(model) <= 3.5e6
+@pytest.mark.parametrize("variant,k", [("A", 0), ("B", 1), ("C", 1), ("D", 1), ("D", 2), ("D", 3)])
+def test_lite_presets_fit_two_cpu_cores_at_matched_size(variant, k):
+    n = count_parameters(build_network(preset("lite", variant, k, patch_size=32)))
+    assert 1e6 <= n <= 3.5e6
+    if k == 1:  # the ablation compares A, B, C, D (K=1) at matched parameter counts
+        a = count_parameters(build_network(preset("lite", "A", 0, patch_size=32)))
+        assert abs(n / a - 1) < 0.1
 
 
 def _region_with_marker(S, K, p):

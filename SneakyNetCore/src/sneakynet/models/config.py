@@ -96,7 +96,10 @@ _PAPER_WIDTHS = {
     ("D", 3): _doubling(26),
 }
 _SLIM_WIDTHS = _doubling(26)  # "3D U-Net slim" for 128^3 patches
+# lite: about 2.8 M parameters for A, B, C and D (K=1), so the ablation compares at matched size;
+# C has no context decoder, so its branches are wider
 _LITE_WIDTHS = {0: (12, 24, 48, 96, 160), 1: (8, 16, 32, 64, 112), 2: (8, 16, 32, 48, 96), 3: (8, 16, 24, 48, 80)}
+_LITE_C_WIDTHS = (10, 20, 40, 80, 144)
 
 PAPER_PARAMS = {  # Table 1, trainable parameters
     ("A", 0): 5.8e7, ("B", 1): 3.7e7, ("C", 1): 4.7e7,
@@ -117,7 +120,7 @@ def preset(name: str, variant: str = "D", num_context: int = 1, patch_size: int 
             raise ValueError("the slim preset is the paper's 128^3 U-Net: variant A only")
         widths = _SLIM_WIDTHS
     elif name == "lite":
-        widths = _LITE_WIDTHS[num_context]
+        widths = _LITE_C_WIDTHS if variant == "C" else _LITE_WIDTHS[num_context]
     else:
         raise ValueError(f"unknown preset {name!r}; choose paper, slim or lite")
     return NetConfig(variant=variant, num_context=num_context, patch_size=patch_size, widths=widths,

@@ -2,7 +2,7 @@
 """Make the extension's images: the 128 px icons and the README / extension-index screenshot.
 
     .venv/bin/python Testing/make_extension_images.py icons
-    .venv/bin/python Testing/make_extension_images.py screenshot [--seed 7] [--spacing 3] [--fast]
+    .venv/bin/python Testing/make_extension_images.py screenshot [--seed 2026] [--spacing MM] [--fast]
 
 ``screenshot`` runs the module's logic (under slicer-core) with the bundled demo model on a
 synthetic phantom CT and renders the segmentation node's closed surfaces offscreen into
@@ -57,7 +57,7 @@ def make_icons() -> None:
         print(f"wrote {path}")
 
 
-def make_screenshot(seed: int, spacing: float, fast: bool, device: str) -> None:
+def make_screenshot(seed: int, spacing: float | None, fast: bool, device: str) -> None:
     import numpy as np
     import SimpleITK as sitk
     import slicer
@@ -71,7 +71,8 @@ def make_screenshot(seed: int, spacing: float, fast: bool, device: str) -> None:
     info = logic.modelInfo(None)  # ModelError when the demo model is not built
     if not info.demo:
         raise SystemExit("the bundled model is not flagged as a demo model; refusing to label it as one")
-    ct, reference = generate_case(seed, PhantomOptions(spacing=(spacing,) * 3))
+    spacing3 = tuple(info.spacing) if spacing is None else (spacing,) * 3  # default: the model's own grid
+    ct, reference = generate_case(seed, PhantomOptions(spacing=spacing3))
     volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"phantom_{seed:03d}")
     updateVolumeNodeFromImage(volume, ct)
     start = time.monotonic()
@@ -96,8 +97,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("icons", help="write the 128 px module and extension icons")
     shot = sub.add_parser("screenshot", help="segment a phantom with the demo model and render the 3D result")
-    shot.add_argument("--seed", type=int, default=7)
-    shot.add_argument("--spacing", type=float, default=3.0, help="phantom voxel size in mm")
+    shot.add_argument("--seed", type=int, default=2026, help="phantom seed (the demo model never saw seeds >= 1000)")
+    shot.add_argument("--spacing", type=float, default=None, help="phantom voxel size in mm (default: the model's)")
     shot.add_argument("--fast", action="store_true", help="no tile overlap")
     shot.add_argument("--device", default="auto")
     args = parser.parse_args()

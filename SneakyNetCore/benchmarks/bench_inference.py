@@ -33,6 +33,8 @@ CASES = {
     "lite-phantom-2mm": ("lite", "D", 1, 64, "phantom", 2.0),
     "paper-512": ("paper", "D", 1, 64, (600, 512, 512), 1.0),
     "paper-512x300": ("paper", "D", 1, 64, (300, 512, 512), 1.0),
+    "paper-256": ("paper", "D", 1, 64, (160, 256, 256), 1.0),
+    "lite-128": ("lite", "D", 1, 32, (96, 128, 128), 1.0),
     "lite-512x300": ("lite", "D", 1, 32, (300, 512, 512), 1.0),
 }
 
@@ -84,6 +86,7 @@ def run_ours(case: str, device: str, batch: int, overlap: float, out: Path) -> d
     model, volume = make_model(case), make_volume(case)
     predictor = Predictor.from_model(model, (CASES[case][5],) * 3, device=device, overlap=overlap,
                                      batch_size=batch, log=lambda m: None)
+    predictor.predict_array(volume[: 2 * model.config.patch_size, :128, :128])  # warm-up
     _sync(device)
     t0 = time.perf_counter()
     labels = predictor.predict_array(volume)
@@ -118,6 +121,9 @@ def run_monai(case: str, device: str, batch: int, overlap: float, out: Path) -> 
         return model(patch, contexts, with_context_logits=False).target.float()
 
     autocast = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    with torch.inference_mode(), autocast:  # warm-up
+        sliding_window_inference(x[..., : 2 * S, :128, :128].to(dev), S, batch, predictor, overlap=overlap,
+                                 mode="gaussian", with_coord=True, sw_device=dev, device=dev)
     _sync(device)
     t0 = time.perf_counter()
     with torch.inference_mode(), autocast:

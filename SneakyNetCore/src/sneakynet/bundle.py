@@ -47,10 +47,7 @@ DEMO_DISCLAIMER = (
     "Demo model trained on synthetic phantom CT only. It is not a medical device and must not be used "
     "on real patient CT, for diagnosis, treatment or any clinical decision."
 )
-DEMO_BUILD_HINT = (
-    "train one with 'sneakynet train --dataset <phantom dataset> --out <run>' and copy <run>/bundle "
-    "into that folder (the project's demo build script does both)"
-)
+DEMO_BUILD_HINT = "build it with 'sneakynet build-demo' (about 30 minutes on 2 CPU cores)"
 
 _PICKLE_PROTOCOL_BYTE = 0x80  # first byte of every pickle of protocol >= 2
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
@@ -394,17 +391,22 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     return model.to(device).eval(), info
 
 
+def demo_bundle_folder() -> Path:
+    """Where the demo model lives inside the package (it may not be built yet)."""
+    return Path(str(resources.files("sneakynet").joinpath("resources/demo_model")))
+
+
 def demo_bundle_path() -> Path:
     """The demo model shipped inside the package (``sneakynet/resources/demo_model``).
 
     Raises ``FileNotFoundError`` with instructions when it has not been built.
     """
-    folder = Path(str(resources.files("sneakynet").joinpath("resources/demo_model")))
+    folder = demo_bundle_folder()
     if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{folder}: the demo model is not built; {DEMO_BUILD_HINT}")
     return folder
 
 
 __all__ = ["BundleError", "BundleInfo", "CONFIG_FILE", "DEMO_DISCLAIMER", "FORMAT_VERSION", "WEIGHTS_FILE",
-           "check_architecture", "demo_bundle_path", "file_sha256", "intensity_spec", "json_safe", "load_bundle",
+           "check_architecture", "demo_bundle_folder", "demo_bundle_path", "file_sha256", "intensity_spec", "json_safe", "load_bundle",
            "read_bundle_info", "save_bundle", "unwrap_model", "verify_weights"]

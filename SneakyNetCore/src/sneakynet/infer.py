@@ -184,8 +184,9 @@ class Predictor:
         padded_shape = tuple(padded_length(n, S, step) for n in shape)
         pad = [(0, p - n) for n, p in zip(shape, padded_shape)]
         padded = np.pad(volume, pad, mode="edge") if any(p for _, p in pad) else np.ascontiguousarray(volume)
-        levels = [torch.from_numpy(context_level(padded, S, k)) for k in range(1, K + 1)]
-        padded_t = torch.from_numpy(padded)
+        # the (small) input and its pyramid live on the device, so tiles are cut without host copies
+        levels = [torch.from_numpy(context_level(padded, S, k)).to(self.device) for k in range(1, K + 1)]
+        padded_t = torch.from_numpy(padded).to(self.device)
         starts = [tile_starts(n, S, step) for n in padded_shape]
         C = self.config.num_classes
         acc_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -236,9 +237,9 @@ class Predictor:
     def _forward(self, padded: torch.Tensor, levels: list[torch.Tensor], batch: list[tuple[int, int, int]]) -> torch.Tensor:
         S = self.config.patch_size
         target = torch.stack([padded[z:z + S, y:y + S, x:x + S] for z, y, x in batch])[:, None]
-        contexts = [torch.stack([lvl[context_slice(o, S, k)] for o in batch])[:, None].to(self.device)
+        contexts = [torch.stack([lvl[context_slice(o, S, k)] for o in batch])[:, None]
                     for k, lvl in enumerate(levels, start=1)]
-        out = self.model(target.to(self.device), contexts, with_context_logits=False)
+        out = self.model(target, contexts, with_context_logits=False)
         return out.target.float()
 
 

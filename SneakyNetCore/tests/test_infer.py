@@ -185,3 +185,35 @@ def test_normalisation_comes_from_the_caller():
     assert sitk.GetArrayFromImage(predictor.predict_image(image)).sum() == 0
     default = Predictor.from_model(ThresholdNet(), (2.0, 2.0, 2.0), log=lambda m: None)
     assert sitk.GetArrayFromImage(default.predict_image(image)).sum() > 0
+
+
+def test_skipping_air_tiles_keeps_the_labels_and_saves_tiles():
+    torch.manual_seed(2)
+    model = build_network(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=6)).eval()
+    vol = np.full((48, 160, 160), -1.0, np.float32)  # normalised air
+    vol[8:40, 56:104, 56:104] = _smooth_volume((32, 48, 48), seed=4) * 0.2  # a "body" in the middle
+    full = Predictor.from_model(model, (2, 2, 2), skip_air=False, log=lambda m: None)
+    fast = Predictor.from_model(model, (2, 2, 2), skip_air=True, log=lambda m: None)
+    a, b = full.predict_array(vol), fast.predict_array(vol)
+    assert fast.stats.tiles < full.stats.tiles
+    body = np.zeros(vol.shape, bool)
+    body[8:40, 56:104, 56:104] = True
+    assert (a[body] == b[body]).mean() >= 0.999  # what the network says inside the body is unchanged
+    # far from the body every tile was skipped: background, whatever this random network says there
+    assert (b[:, :16] == 0).all() and (b[:, -16:] == 0).all()
+
+
+def test_batchnorm_folding_keeps_the_function():
+    from sneakynet.infer import fold_batchnorm
+
+    torch.manual_seed(3)
+    model = build_network(NetConfig("D", 1, 32, widths=(4, 8, 8, 8, 8), num_classes=5)).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x, c = torch.randn(1, 1, 32, 32, 32), torch.randn(1, 1, 32, 32, 32)
+    fused = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x, [c]).target, model(x, [c]).target, atol=1e-4, rtol=1e-4)

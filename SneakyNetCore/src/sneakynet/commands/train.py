@@ -84,9 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--demo", action="store_true",
                      help="mark the bundles as demo models (phantom data, not for clinical use)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-test-eval", action="store_true",
+                     help="skip segmenting and scoring the fold's test cases at the end")
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     from sneakynet.bundle import BundleError
     from sneakynet.cli import UserError
     from sneakynet.train import TrainError, TrainOptions, train
@@ -111,4 +115,11 @@ def run(args: argparse.Namespace) -> int:
 
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"sneakynet train: done; model bundle {run_dir / 'bundle'}, metrics {run_dir / 'metrics.jsonl'}")
+        if not args.no_test_eval and json.loads((run_dir / "splits.json").read_text()).get("test"):
+            from sneakynet.evaluate import format_report
+            from sneakynet.fold_eval import evaluate_fold
+
+            result = evaluate_fold(run_dir, device=args.device, progress=not args.no_progress)
+            print(f"test cases of fold {args.fold} (reports in {run_dir / 'test'}):")
+            print(format_report(result, name=f"fold {args.fold}"))
     return 0

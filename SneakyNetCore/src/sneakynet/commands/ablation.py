@@ -1,0 +1,93 @@
+"""``sneakynet ablation``: the paper's A/B/C/D comparison (Table 2, Fig. 4) on phantoms, one command.
+
+Generates the phantoms once, trains every config on the same fold-0 split with the same seed,
+iterations and batch size, evaluates each on the same held-out test cases and writes a Markdown
+results document. Rerunning the same command skips finished configs and resumes an interrupted one.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+
+def _configs(text: str) -> tuple[str, ...]:
+    items = tuple(c.strip().upper() for c in text.split(",") if c.strip())
+    bad = [c for c in items if c not in ("A", "B", "C", "D")]
+    if not items or bad:
+        raise argparse.ArgumentTypeError(f"configs must be a comma-separated subset of A,B,C,D, got {text!r}")
+    return items
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 5 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be 5 comma-separated positive integers, got {text!r}")
+    return widths
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True,
+                        help="study folder: phantoms, one run per config, study.json (resumable)")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="reuse this nnU-Net-style dataset folder instead of generating phantoms")
+    parser.add_argument("--cases", type=int, default=12, help="phantom cases to generate (default 12)")
+    parser.add_argument("--spacing", type=float, default=4.0, metavar="MM",
+                        help="phantom and model spacing in mm, isotropic (default 4)")
+    parser.add_argument("--patch", type=int, default=32, metavar="S", help="target patch size S (default 32)")
+    parser.add_argument("--iterations", type=int, default=500, help="training iterations per config (default 500)")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--configs", type=_configs, default=("A", "B", "C", "D"), metavar="A,B,C,D")
+    parser.add_argument("--seed", type=int, default=0, help="phantom seeds, split and training seed (default 0)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
+    parser.add_argument("--workers", type=int, default=1, help="patch loader worker processes (default 1)")
+    parser.add_argument("--widths", type=_widths, default=None, metavar="W0,..,W4",
+                        help="override the lite preset's channel widths (tiny test networks)")
+    parser.add_argument("--device", choices=("cpu", "auto", "cuda"), default="cpu",
+                        help="training and test device (default cpu)")
+    parser.add_argument("--doc", type=Path, default=None,
+                        help="results document (default <out>/ablation.md); PNGs go to the folder of the same "
+                             "name without .md")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def canonical_command(args: argparse.Namespace) -> str:
+    """The command line with every option spelled out (what the document records)."""
+    parts = ["sneakynet", "ablation", "--out", str(args.out)]
+    if args.dataset is not None:
+        parts += ["--dataset", str(args.dataset)]
+    else:
+        parts += ["--cases", str(args.cases)]
+    parts += ["--spacing", f"{args.spacing:g}", "--patch", str(args.patch), "--iterations", str(args.iterations),
+              "--batch-size", str(args.batch_size), "--configs", ",".join(args.configs), "--seed", str(args.seed),
+              "--threads", str(args.threads), "--workers", str(args.workers), "--device", args.device]
+    if args.widths is not None:
+        parts += ["--widths", ",".join(str(w) for w in args.widths)]
+    if args.doc is not None:
+        parts += ["--doc", str(args.doc)]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sneakynet.ablation import AblationError, AblationOptions, parse_table_rows, run_ablation
+    from sneakynet.cli import UserError
+
+    if args.dataset is not None and not (args.dataset / "dataset.json").is_file():
+        raise UserError(f"{args.dataset / 'dataset.json'}: not found; --dataset needs an nnU-Net-style dataset folder")
+    try:
+        options = AblationOptions(
+            out=args.out, configs=args.configs, cases=args.cases, spacing=args.spacing, patch=args.patch,
+            iterations=args.iterations, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+            workers=args.workers, widths=args.widths, dataset=args.dataset, doc=args.doc, device=args.device,
+            command=canonical_command(args), progress=not args.quiet)
+        doc = run_ablation(options)
+    except AblationError as exc:
+        raise UserError(str(exc)) from None
+    rows = parse_table_rows(doc.read_text(encoding="utf-8"))
+    for config, (median, plus, minus, nonzero) in rows.items():
+        print(f"{config}: median DSC {median:.2f} +{plus:.2f} -{minus:.2f}, non-zero {nonzero:.1f} %")
+    print(f"results document: {doc}")
+    return 0

@@ -1,0 +1,117 @@
+"""The A/B/C/D ablation end to end at toy size: 5 phantoms at 8 mm, tiny widths, a few iterations.
+
+One module-scoped study runs the real command (phantoms -> train -> predictor -> evaluation ->
+document); the tests then check the document against the run folders' own reports.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sneakynet.ablation import (CONFIG_NAMES, PAPER_TABLE2, confusion_stats, parse_table_rows, read_confusion_csv)
+from sneakynet.cli import main
+from sneakynet.labels import load_label_table
+
+CONFIGS = ("A", "B", "C", "D")
+
+
+def _args(out, doc, iterations=4, configs="A,B,C,D"):
+    return ["ablation", "--out", str(out), "--doc", str(doc), "--cases", "5", "--spacing", "8", "--patch", "32",
+            "--iterations", str(iterations), "--configs", configs, "--widths", "4,4,8,8,8", "--threads", "1",
+            "--workers", "0", "--seed", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablation")
+    out, doc = root / "study", root / "docs" / "ablation.md"
+    assert main(_args(out, doc)) == 0
+    return out, doc
+
+
+def test_document_table_matches_each_runs_test_summary(study):
+    out, doc = study
+    text = doc.read_text(encoding="utf-8")
+    rows = parse_table_rows(text)
+    assert sorted(rows) == list(CONFIGS)
+    for config in CONFIGS:
+        summary = json.loads((out / "runs" / config / "test" / "summary.json").read_text())
+        values = rows[config]
+        expected = (summary["median"], summary["plus"], summary["minus"], summary["nonzero_pct"])
+        assert len(values) == 4 and math.isfinite(values[3]), (config, values)
+        for got, want, digits in zip(values, expected, (2, 2, 2, 1)):
+            if want is None:  # no class with DSC > 0: summary.json holds null, the table n/a
+                assert math.isnan(got), (config, got)
+            else:
+                assert got == pytest.approx(round(want, digits), abs=1.01 * 10**-digits / 2), (config, got, want)
+        # paper rows sit next to ours
+        median, plus, minus, nonzero = PAPER_TABLE2[32][config]
+        assert f"| {CONFIG_NAMES[config]}, paper (real CT) | {median:.2f} | +{plus:.2f} | -{minus:.2f} " \
+               f"| {nonzero:.1f}% |" in text
+
+
+def test_same_split_budget_and_left_right_counts(study):
+    out, doc = study
+    text = doc.read_text(encoding="utf-8")
+    splits = [json.loads((out / "runs" / c / "splits.json").read_text()) for c in CONFIGS]
+    assert all(s["test"] == splits[0]["test"] and s["train"] == splits[0]["train"] for s in splits)
+    for c in CONFIGS:
+        options = json.loads((out / "runs" / c / "options.json").read_text())
+        assert (options["iterations"], options["batch_size"], options["seed"]) == (4, 2, 3)
+        assert options["context"] == (0 if c == "A" else 1)
+        cm = read_confusion_csv(out / "runs" / c / "test" / "confusion_all.csv")
+        stats = confusion_stats(cm)
+        assert f"| {c} | {stats['lr_voxels']:,} |" in text
+        png = doc.parent / "ablation" / f"confusion_limbs_{c}.png"
+        assert png.is_file() and png.stat().st_size < 300_000
+        assert f"(ablation/confusion_limbs_{c}.png)" in text
+    assert "Machine: " in text and "torch " in text and "sneakynet ablation --out" in text
+    assert not list(doc.parent.glob(".*tmp*")), "temporary files left next to the document"
+
+
+def test_rerun_skips_finished_configs_and_refuses_other_settings(study, monkeypatch, capsys):
+    out, doc = study
+    import sneakynet.fold_eval
+    import sneakynet.train
+
+    def forbidden(*a, **k):
+        raise AssertionError("a finished config was run again")
+
+    monkeypatch.setattr(sneakynet.train, "train", forbidden)
+    monkeypatch.setattr(sneakynet.fold_eval, "evaluate_fold", forbidden)
+    doc2 = doc.parent / "again.md"
+    assert main(_args(out, doc2, configs="A,D")) == 0
+    again = parse_table_rows(doc2.read_text(encoding="utf-8"))
+    first = parse_table_rows(doc.read_text(encoding="utf-8"))
+    assert sorted(again) == ["A", "D"] and again["A"] == first["A"] and again["D"] == first["D"]
+    assert (doc.parent / "again" / "confusion_limbs_D.png").is_file()
+    capsys.readouterr()
+    assert main(_args(out, doc, iterations=5)) == 2
+    err = capsys.readouterr().err
+    assert "study.json" in err and "iterations (4 -> 5)" in err
+
+
+def test_confusion_stats_counts_twins_and_arm_leg():
+    table = load_label_table()
+    cm = np.zeros((126, 126), dtype=np.int64)
+    hl, hr, fl = (table.by_name(n).id for n in ("humerus_left", "humerus_right", "femur_left"))
+    rib_l, rib_r = table.by_name("rib_left_1").id, table.by_name("rib_right_1").id
+    cm[hl, hl], cm[hr, hr], cm[fl, fl] = 90, 80, 100
+    cm[hl, hr] = 7  # left humerus predicted as right humerus
+    cm[hr, fl] = 5  # right humerus predicted as left femur
+    cm[rib_l, rib_r] = 3
+    cm[rib_l, rib_l] = 10
+    s = confusion_stats(cm)
+    assert s["lr_voxels"] == 10
+    assert s["lr_pct"] == pytest.approx(100 * 10 / (97 + 85 + 100 + 13))
+    assert (s["limb_offdiag"], s["limb_lr"], s["arm_leg"]) == (12, 7, 5)
+
+
+def test_bad_configs_are_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["ablation", "--out", str(tmp_path / "x"), "--configs", "A,E"])
+    assert exc.value.code == 2
+    assert "subset of A,B,C,D" in capsys.readouterr().err

@@ -20,11 +20,17 @@ def test_dice_is_zero_for_perfect_and_hand_computed_for_half_overlap():
     assert soft_dice_loss(_confident(pred, 2), labels) == pytest.approx(0.5, abs=1e-3)
 
 
-def test_dice_divides_by_number_of_classes():
-    labels = torch.zeros(1, 1, 1, 4, dtype=torch.long)
-    logits = _confident(labels, 4)
-    # absent classes predicted absent count as dice 1 (eps/eps), so the loss stays ~0
-    assert soft_dice_loss(logits, labels) < 1e-4
+def test_dice_divides_by_number_of_classes_in_the_batch():
+    labels = torch.tensor([[[[0, 0, 1, 1]]]])
+    pred = torch.tensor([[[[0, 1, 1, 0]]]])
+    two = soft_dice_loss(_confident(pred, 2), labels)
+    # 124 more classes, absent from the reference and never predicted: the loss does not change
+    many = soft_dice_loss(_confident(pred, 126), labels)
+    assert float(many) == pytest.approx(float(two), abs=1e-4) == pytest.approx(0.5, abs=1e-3)
+    # a present class predicted nowhere has Dice 0: classes {0, 1, 2} present, Dice .5, 2/3 and 0
+    labels3 = torch.tensor([[[[0, 0, 1, 2]]]])
+    pred3 = torch.tensor([[[[0, 1, 1, 0]]]])
+    assert float(soft_dice_loss(_confident(pred3, 126), labels3)) == pytest.approx(1 - (0.5 + 2 / 3 + 0) / 3, abs=1e-3)
 
 
 def test_total_is_unweighted_sum_of_target_and_context_losses():

@@ -165,3 +165,13 @@ def test_config_round_trips_through_json_and_rejects_bad_values():
         NetConfig("D", 1, 48)
     with pytest.raises(ValueError, match="unknown network config keys"):
         NetConfig.from_dict({**config.to_dict(), "dropout": 0.1})
+
+
+def test_heads_start_at_ninety_percent_background():
+    model = build_network(preset("lite", "D", 1, patch_size=32)).eval()
+    x = torch.zeros(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        out = model(x, [x], with_context_logits=True)
+    for logits in [out.target, *out.context]:
+        p_background = torch.softmax(logits, 1)[:, 0].mean()
+        assert 0.6 < float(p_background) < 0.99

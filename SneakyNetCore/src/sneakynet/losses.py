@@ -8,19 +8,23 @@ from .models import NetOutput
 
 
 def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """1 - (sum over classes of the soft Dice) / number of classes.
+    """1 - (sum over classes of the soft Dice) / number of classes, over the classes in the batch.
 
-    ``logits`` (B, C, D, H, W), ``labels`` (B, D, H, W) int64. Dice of each class is taken over
-    the whole batch; every class counts, also those absent from the batch (their Dice is ~1 when
-    nothing is predicted, so they do not dominate).
+    ``logits`` (B, C, D, H, W), ``labels`` (B, D, H, W) int64. The Dice of each class is taken over
+    the whole batch. "Classes" are those present in the batch's reference labels: a class absent
+    from the reference has a Dice of ~0 whatever is predicted (eps / (predicted mass + eps)), so it
+    would only add a constant and shrink every present bone's weight to 1/126. Measured: with all
+    126 classes in the denominator the demo network predicted background everywhere after 1000
+    iterations. False positives of absent classes are still penalised by the cross-entropy.
     """
     probs = torch.softmax(logits.float(), dim=1)
     one_hot = F.one_hot(labels, logits.shape[1]).movedim(-1, 1).to(probs.dtype)
     dims = (0, *range(2, logits.ndim))
     intersection = (probs * one_hot).sum(dims)
-    denominator = probs.sum(dims) + one_hot.sum(dims)
-    dice = (2 * intersection + eps) / (denominator + eps)
-    return 1 - dice.sum() / logits.shape[1]
+    reference = one_hot.sum(dims)
+    dice = (2 * intersection + eps) / (probs.sum(dims) + reference + eps)
+    present = reference > 0
+    return 1 - dice[present].sum() / present.sum()
 
 
 def dice_ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ tiled inference then equals a whole-volume forward pass away from tile borders.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -71,6 +73,11 @@ class Decoder(nn.Module):
             ConvBlock(2 * widths[l] + extra_channels.get(l, 0), widths[l]) for l in range(top)
         )
         self.head = nn.Conv3d(widths[0], num_classes, 1)
+        # prior initialisation (as in RetinaNet): start at p(background) = 0.9, so the first
+        # iterations learn bones instead of spending hundreds of steps learning "mostly background"
+        with torch.no_grad():
+            self.head.bias.zero_()
+            self.head.bias[0] = math.log(0.9 * (num_classes - 1) / 0.1)
 
     def forward(self, feats: list[torch.Tensor], extra: dict[int, list[torch.Tensor]] | None = None) -> torch.Tensor:
         """Logits at full patch size from encoder features ``feats`` (finest first)."""

@@ -163,6 +163,7 @@ class ConfigResult:
     confusion: np.ndarray | None = None  # (126, 126) voxels summed over the test cases
     train: dict | None = None  # <run>/summary.json
     eval_seconds: float | None = None
+    eval_threads: int | None = None
     split: dict | None = None
 
     @property
@@ -263,9 +264,19 @@ def run_config(options: AblationOptions, config: str, log: Callable[[str], None]
         log(f"ablation: {config}: test evaluation already in {run / 'test'}, skipped")
         return
     shutil.rmtree(run / "test", ignore_errors=True)  # an interrupted evaluation: start it again
-    t0 = time.perf_counter()
-    evaluate_fold(run, device=options.device, progress=options.progress, log=log)
-    _write_json(run / RUN_INFO_FILE, {"eval_seconds": time.perf_counter() - t0,
+    import torch
+
+    # the training's thread count: on a shared machine OpenMP threads == cores stall each other
+    threads_before = torch.get_num_threads()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    try:
+        t0 = time.perf_counter()
+        evaluate_fold(run, device=options.device, progress=options.progress, log=log)
+        seconds, threads = time.perf_counter() - t0, torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads_before)
+    _write_json(run / RUN_INFO_FILE, {"eval_seconds": seconds, "eval_threads": threads,
                                       "evaluated_at": _now().isoformat(timespec="seconds")})
 
 
@@ -318,6 +329,7 @@ def collect_results(options: AblationOptions) -> list[ConfigResult]:
             res.test_cases = list(res.summary.get("cases", [])) if res.summary else []
             info = _read_json_or_none(run / RUN_INFO_FILE) or {}
             res.eval_seconds = info.get("eval_seconds")
+            res.eval_threads = info.get("eval_threads")
         results.append(res)
     return results
 
@@ -489,6 +501,9 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
     lines.append("- Evaluation: the final bundle of each run predicts the test cases with the sliding-window "
                  "predictor (`sneakynet.fold_eval`); class-wise DSC = mean over test cases where the bone is "
                  "present; median and 16/84 % quantiles over classes with DSC > 0, as the paper")
+    threads = sorted({r.eval_threads for r in results if r.eval_threads})
+    if threads:
+        lines.append(f"- Test prediction ran with {'/'.join(str(t) for t in threads)} torch thread(s)")
     lines += ["", "| Config | network | widths | parameters | train time | s / iteration | final loss | test time |",
               "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in results:

@@ -7,6 +7,7 @@ results document. Rerunning the same command skips finished configs and resumes 
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     rows = parse_table_rows(doc.read_text(encoding="utf-8"))
     for config, (median, plus, minus, nonzero) in rows.items():
-        print(f"{config}: median DSC {median:.2f} +{plus:.2f} -{minus:.2f}, non-zero {nonzero:.1f} %")
+        spread = "n/a (no class with DSC > 0)" if math.isnan(median) else f"{median:.2f} +{plus:.2f} -{minus:.2f}"
+        print(f"{config}: median DSC {spread}, non-zero {nonzero:.1f} %")
     print(f"results document: {doc}")
     return 0

@@ -17,7 +17,6 @@ DEMO_DESCRIPTION = ("SneakyNet lite D 32/64 demo model, trained on synthetic pha
 def build_demo_model(workdir: Path, iterations: int = 1800, cases: int = 14, seed: int = 0, threads: int = 1,
                      install: Path | None = None, progress: bool = True) -> Path:
     """Train and evaluate the demo model in ``workdir``; copy the bundle to ``install`` (default: the package)."""
-    from .bundle import demo_bundle_folder, load_bundle, save_bundle
     from .dataset import make_splits, write_splits
     from .fold_eval import evaluate_fold
     from .phantom import PhantomOptions, write_cases
@@ -37,13 +36,20 @@ def build_demo_model(workdir: Path, iterations: int = 1800, cases: int = 14, see
                            resume=(run / "options.json").exists())
     train(options)
     result = evaluate_fold(run, device="cpu", progress=progress)
+    return install_demo_bundle(run, result, Path(install) if install is not None else None, workdir)
+
+
+def install_demo_bundle(run: Path, result, target: Path | None, workdir: Path) -> Path:
+    """Copy the run's bundle, with its test metrics, to ``target`` (default: the package's demo folder)."""
+    from .bundle import demo_bundle_folder, load_bundle, save_bundle
+
     model, info = load_bundle(run / "bundle")
-    metrics = {"test_cases": result.cases, "summary": result.summary, "groups": result.group_summaries,
-               "left_right_confusion_voxels": int(result.left_right_confusion),
+    metrics = {"test_cases": [c.case for c in result.cases], "summary": result.summary,
+               "groups": result.group_summaries, "left_right_confusion_voxels": int(result.left_right_confusion),
                "note": "DSC against phantom ground truth of held-out phantom cases"}
-    target = Path(install) if install is not None else demo_bundle_folder()
+    target = target if target is not None else demo_bundle_folder()
     save_bundle(model, target, spacing=info.spacing, intensity=info.intensity, description=info.description,
                 training=info.training, demo=True, disclaimer=info.disclaimer, metrics=metrics)
-    (workdir / "demo_metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
-    shutil.copy(run / "training_curve.png", workdir / "training_curve.png")
+    (Path(workdir) / "demo_metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    shutil.copy(run / "training_curve.png", Path(workdir) / "training_curve.png")
     return target

@@ -86,7 +86,8 @@ def make_screenshot(seed: int, spacing: float | None, fast: bool, device: str) -
         p, t = predicted == label, truth == label
         dice.append(2 * np.logical_and(p, t).sum() / (p.sum() + t.sum()))
     caption = (f"SneakyNet demo model (phantom-trained, not for clinical use) on synthetic phantom CT {seed}: "
-               f"{len(result.labelIds)} bones, mean Dice {np.mean(dice):.2f} vs. phantom labels")
+               f"{len(result.labelIds)} labels predicted, mean Dice {np.mean(dice):.2f} over all {len(dice)} "
+               "phantom bones")
     print(caption)
     logic.renderSegmentation3D(result.segmentationNode, SCREENSHOT, caption=caption, size=(1400, 800))
     print(f"wrote {SCREENSHOT}")

@@ -177,7 +177,7 @@ def test_one_segment_per_predicted_bone_with_table_names_colours_terminology(run
         assert segmentId == bone.name
         assert segment.GetName() == bone.display
         np.testing.assert_allclose(segment.GetColor(), bone.color_float, atol=1e-6)
-        assert segments.segmentTerminology(segment) == bone.slicer_terminology().rstrip("|")
+        assert segments.segmentTerminology(segment) == bone.slicer_terminology()
         assert "SCT^" + bone.type.code in segments.segmentTerminology(segment)
         assert segments.segmentLabelId(segment) == labelId
         assert segment.GetLabelValue() == labelId

@@ -49,10 +49,8 @@ registerClosedSurfaceConverters()  # before any segmentation is created: each co
 
 
 def terminologyEntry(bone) -> str:
-    """The bone's Slicer terminology entry string. ``Bone.slicer_terminology()`` ends with the
-    ``|`` that separates tags in .seg.nrrd headers; it is not part of the entry (Slicer drops it
-    when it reads the file back), so it is stripped here."""
-    return bone.slicer_terminology().rstrip("|")
+    """The bone's Slicer terminology entry string (category, type, modifier from the label table)."""
+    return bone.slicer_terminology()
 
 
 def setSegmentTerminology(segment, entry: str) -> None:

@@ -36,15 +36,20 @@ CASES = {
     "paper-256": ("paper", "D", 1, 64, (160, 256, 256), 1.0),
     "lite-128": ("lite", "D", 1, 32, (96, 128, 128), 1.0),
     "lite-512x300": ("lite", "D", 1, 32, (300, 512, 512), 1.0),
+    # memory check on the CPU: a tiny network, full 125-class output, 512x512x300
+    "tiny-512x300": ("tiny", "D", 1, 64, (300, 512, 512), 1.0),
 }
 
 
 def make_model(case: str, seed: int = 0):
     from sneakynet.models import build_network, preset
 
+    from sneakynet.models import NetConfig
+
     name, variant, k, s, _, _ = CASES[case]
     torch.manual_seed(seed)
-    model = build_network(preset(name, variant, k, s)).eval()
+    config = NetConfig(variant, k, s, widths=(4, 4, 4, 4, 4)) if name == "tiny" else preset(name, variant, k, s)
+    model = build_network(config).eval()
     # give BatchNorm non-trivial statistics so the network is not a near-constant function
     g = torch.Generator().manual_seed(seed + 1)
     for m in model.modules():

@@ -54,7 +54,7 @@ class Bone:
         return (
             "Segmentation category and type - 3D Slicer General Anatomy list"
             f"~{self.category.as_slicer_triplet()}~{self.type.as_slicer_triplet()}~{mod}"
-            "~Anatomic codes - DICOM master list~^^~^^|"
+            "~Anatomic codes - DICOM master list~^^~^^"
         )
 
 

@@ -42,7 +42,7 @@ def write_seg_nrrd(labels: sitk.Image, path: str | os.PathLike) -> Path:
         image.SetMetaData(prefix + "LabelValue", str(value))
         image.SetMetaData(prefix + "Layer", "0")
         image.SetMetaData(prefix + "Extent", extent)
-        image.SetMetaData(prefix + "Tags", f"TerminologyEntry:{bone.slicer_terminology().rstrip('|')}|")
+        image.SetMetaData(prefix + "Tags", f"TerminologyEntry:{bone.slicer_terminology()}|")
     with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), True)
     return Path(path)

@@ -164,6 +164,7 @@ class ConfigResult:
     train: dict | None = None  # <run>/summary.json
     eval_seconds: float | None = None
     eval_threads: int | None = None
+    evaluated_at: str | None = None  # ISO time (UTC) of the test evaluation
     split: dict | None = None
 
     @property
@@ -330,6 +331,7 @@ def collect_results(options: AblationOptions) -> list[ConfigResult]:
             info = _read_json_or_none(run / RUN_INFO_FILE) or {}
             res.eval_seconds = info.get("eval_seconds")
             res.eval_threads = info.get("eval_threads")
+            res.evaluated_at = info.get("evaluated_at")
         results.append(res)
     return results
 
@@ -384,6 +386,28 @@ def confusion_stats(cm: np.ndarray) -> dict[str, int | float]:
     return {"lr_voxels": int(lr), "lr_pct": 100.0 * lr / sided_voxels if sided_voxels else math.nan,
             "limb_offdiag": limb_off, "limb_offdiag_pct": 100.0 * limb_off / limb_total if limb_total else math.nan,
             "limb_lr": twins, "arm_leg": arm_leg}
+
+
+def collapsed_twins(cm: np.ndarray) -> list[tuple[str, str]]:
+    """Long-bone twin pairs whose both sides are mostly predicted with the same side's label.
+
+    For each left/right pair of the Fig. 4 bones present in the reference, the 2 x 2 block of the
+    confusion matrix (reference twin x predicted twin) is read row by row; if both rows have
+    their maximum in the same column, the network has not learnt to tell the sides apart for
+    that bone. Returns ``(bone, chosen side)``, e.g. ``("femur", "left")``.
+    """
+    from sneakynet.evaluate import LIMB_BONES
+    from sneakynet.labels import load_label_table
+
+    table = load_label_table()
+    out = []
+    for i in range(0, len(LIMB_BONES), 2):
+        a, b = table.by_name(LIMB_BONES[i]), table.by_name(LIMB_BONES[i + 1])
+        block = np.asarray(cm)[np.ix_([a.id, b.id], [a.id, b.id])]
+        if block[0].sum() and block[1].sum() and int(np.argmax(block[0])) == int(np.argmax(block[1])):
+            chosen = (a, b)[int(np.argmax(block[0]))]
+            out.append((LIMB_BONES[i].rsplit("_", 1)[0], chosen.side))
+    return out
 
 
 # ----------------------------------------------------------------------------- document
@@ -467,12 +491,15 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
     recorded = [study.get("phantom_seconds")] + [(r.train or {}).get("seconds_total") for r in results] + \
         [r.eval_seconds for r in results]
     total = sum(float(x) for x in recorded if isinstance(x, (int, float)))
+    evaluated = [r.evaluated_at.replace("T", " ")[:16] for r in results if r.evaluated_at]
     lines += [
-        f"- Date: {now:%Y-%m-%d %H:%M} UTC, {status}; wall time of this invocation {wall_seconds / 60:.1f} min; "
-        f"recorded phantom generation + training + test time {total / 60:.1f} min",
+        f"- Date: document written {now:%Y-%m-%d %H:%M} UTC, {status}"
+        + (f"; last test evaluation {max(evaluated)} UTC" if evaluated else ""),
+        f"- Compute: phantom generation + training + test {total / 60:.1f} min as recorded by the runs "
+        f"(this invocation: {wall_seconds / 60:.1f} min wall time)",
         f"- Machine: {machine['cpu']}, {machine['cores']} logical cores, {machine['os']}; Python "
         f"{machine['python']}, torch {machine['torch']}; GPU: {machine['cuda']}; device used: {options.device}",
-        f"- sneakynet {_version()}, git commit {_git_commit()}",
+        f"- sneakynet {_version()}, git commit {_git_commit()} (when the document was written)",
         f"- Command: `{options.command or '(library call)'}`",
         "",
         "## Setup",
@@ -597,6 +624,11 @@ def _reading(results: Sequence[ConfigResult], options: AblationOptions) -> list[
                          f"arm/leg confused voxels {s['arm_leg']:,} vs {sa['arm_leg']:,}")
     else:
         lines.append("- (A, the baseline, is not among the evaluated configs; no comparison)")
+    for r in results:
+        if r.done:
+            twins = collapsed_twins(r.confusion)
+            text = ", ".join(f"{bone} (both as {side})" for bone, side in twins) or "none"
+            lines.append(f"- {r.config}: long-bone twins predicted with one side's label for both sides: {text}")
     lines += ["", f"Budget: {options.iterations} iterations is {100 * options.iterations / PAPER_ITERATIONS:.2g} % of "
               "the paper's 100k, with lite networks (about 2.8 M parameters instead of 37-58 M), one fold and "
               "phantom anatomy: one seed, one split; no error bars across seeds or folds.", ""]
@@ -675,5 +707,5 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 __all__ = ["AblationError", "AblationOptions", "ConfigResult", "CONFIG_NAMES", "PAPER_TABLE2", "collect_results",
-           "confusion_stats", "document_text", "machine_description", "parse_table_rows", "prepare_dataset",
-           "read_confusion_csv", "run_ablation", "run_config", "write_document"]
+           "collapsed_twins", "confusion_stats", "document_text", "machine_description", "parse_table_rows",
+           "prepare_dataset", "read_confusion_csv", "run_ablation", "run_config", "write_document"]

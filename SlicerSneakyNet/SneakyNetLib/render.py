@@ -8,7 +8,6 @@ default 3D background.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import slicer
@@ -110,19 +109,13 @@ def _render(actors: list, pngPath: str | os.PathLike, size: tuple[int, int], cap
     grab.ReadFrontBufferOff()
     grab.Update()
 
+    from sneakynet.io import atomic_path
+
     path = Path(pngPath)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         writer = vtk.vtkPNGWriter()
-        writer.SetFileName(tmp)
+        writer.SetFileName(str(tmp))
         writer.SetInputConnection(grab.GetOutputPort())
         writer.Write()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     window.Finalize()
     return path

@@ -9,7 +9,6 @@ labelmap import does, so 125 segments of a large CT cost one volume of memory.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -210,19 +209,14 @@ def saveSegmentation(segmentationNode: slicer.vtkMRMLSegmentationNode, path: str
     path = Path(path)
     if not path.name.lower().endswith(".seg.nrrd"):
         raise ExportError(f"{path}: a segmentation file name must end in .seg.nrrd")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:-9]}.", suffix=".tmp.seg.nrrd", dir=path.parent)
-    os.close(fd)
-    try:
+    from sneakynet.io import atomic_path
+
+    with atomic_path(path) as tmp:
         storage = slicer.vtkMRMLSegmentationStorageNode()
-        storage.SetFileName(tmp)
+        storage.SetFileName(str(tmp))
         storage.SetUseCompression(True)
         if not storage.WriteData(segmentationNode):
             raise ExportError(f"{path}: Slicer could not write the segmentation")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 # (command, module under sneakynet.commands, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
@@ -32,6 +34,20 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 class UserError(Exception):
     """A problem with the user's input (file, option); printed without a traceback, exit code 2."""
+
+
+@contextmanager
+def progress_bar(desc: str, disable: bool = False) -> Iterator[Callable[[float, str], None]]:
+    """A tqdm percentage bar, yielded as the ``progress(fraction, message)`` callback the core takes."""
+    from tqdm import tqdm
+
+    with tqdm(total=100, unit="%", desc=desc, disable=disable,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}") as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.n = round(100 * fraction)
+            bar.set_postfix_str(message, refresh=True)
+
+        yield progress
 
 
 def build_parser() -> argparse.ArgumentParser:

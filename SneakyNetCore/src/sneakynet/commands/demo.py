@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from sneakynet.cli import progress_bar
     from sneakynet.evaluate import evaluate_images
     from sneakynet.infer import Predictor
     from sneakynet.io import write_image
@@ -38,11 +39,7 @@ def run(args: argparse.Namespace) -> int:
     ct_path, truth_path = write_image(ct, out / "phantom_ct.nii.gz"), write_image(truth, out / "phantom_truth.nii.gz")
 
     print(f"2/4 segmenting {ct.GetSize()} voxels on {predictor.device} ...")
-    with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {postfix}") as bar:
-        def progress(fraction: float, message: str) -> None:
-            bar.n = round(100 * fraction)
-            bar.set_postfix_str(message, refresh=True)
-
+    with progress_bar("segment") as progress:
         labels = predictor.predict_image(ct, progress=progress)
     labels_path = write_image(labels, out / "bones.nii.gz")
 

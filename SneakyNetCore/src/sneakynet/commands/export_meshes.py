@@ -32,27 +32,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and list the written files; bad input raises UserError (exit code 2)."""
-    from tqdm import tqdm
+    from sneakynet.cli import progress_bar
 
     from sneakynet.export import export_meshes
 
     if args.merged and args.fmt != "stl":
         raise UserError("--merged applies to --format stl only")
-    bar = tqdm(total=100, unit="%", desc="export-meshes", disable=args.quiet,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}")
-
-    def progress(fraction: float, message: str) -> None:
-        bar.n = round(100 * fraction)
-        bar.set_postfix_str(message)
-
     try:
-        paths = export_meshes(args.labels, args.outdir, fmt=args.fmt, smooth=args.smooth, decimate=args.decimate,
-                              triangle_budget=args.triangles, merged_stl=args.merged, progress=progress,
-                              method=args.method)
+        with progress_bar("export-meshes", disable=args.quiet) as progress:
+            paths = export_meshes(args.labels, args.outdir, fmt=args.fmt, smooth=args.smooth,
+                                  decimate=args.decimate, triangle_budget=args.triangles, merged_stl=args.merged,
+                                  progress=progress, method=args.method)
     except ValueError as exc:  # LabelMapError, ImageReadError and bad options
         raise UserError(str(exc)) from None
-    finally:
-        bar.close()
     print(f"wrote {len(paths)} file(s) to {args.outdir}")
     if len(paths) <= 4:
         for p in paths:

@@ -23,25 +23,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render and write the PNG; bad input raises UserError (exit code 2)."""
-    from tqdm import tqdm
+    from sneakynet.cli import progress_bar
 
     from sneakynet.export import render_labels
 
     if args.out.suffix.lower() != ".png":
         raise UserError(f"{args.out}: the output must be a .png file")
-    bar = tqdm(total=100, unit="%", desc="render", disable=args.quiet,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}")
-
-    def progress(fraction: float, message: str) -> None:
-        bar.n = round(100 * fraction)
-        bar.set_postfix_str(message)
-
     try:
-        path = render_labels(args.labels, args.out, ct=args.ct, views=tuple(args.views),
-                             size=tuple(args.size), progress=progress)
+        with progress_bar("render", disable=args.quiet) as progress:
+            path = render_labels(args.labels, args.out, ct=args.ct, views=tuple(args.views),
+                                 size=tuple(args.size), progress=progress)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    finally:
-        bar.close()
     print(f"wrote {path}")
     return 0

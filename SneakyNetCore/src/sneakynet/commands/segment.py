@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sneakynet.bundle import BundleError
-    from sneakynet.cli import UserError
+    from sneakynet.cli import UserError, progress_bar
     from sneakynet.geometry import InputImageError
     from sneakynet.infer import Predictor
     from sneakynet.io import IMAGE_SUFFIXES, ImageReadError, image_suffix, read_image
@@ -95,18 +95,11 @@ def run(args: argparse.Namespace) -> int:
             except ImageReadError as exc:
                 raise UserError(str(exc)) from None
             pending = pool.submit(load, todo[i + 1][0]) if i + 1 < len(todo) else None
-            bar = tqdm(total=100, desc=case.name, unit="%", bar_format="{l_bar}{bar}| {postfix}")
-
-            def progress(fraction: float, message: str) -> None:
-                bar.n = round(100 * fraction)
-                bar.set_postfix_str(message, refresh=True)
-
             try:
-                labels = predictor.predict_image(image, progress=progress)
+                with progress_bar(case.name) as progress:
+                    labels = predictor.predict_image(image, progress=progress)
             except InputImageError as exc:
                 raise UserError(f"{case}: {exc}".replace(f"{case}: input image: ", f"{case}: ")) from None
-            finally:
-                bar.close()
             write_labels(labels, output)
             stats = predictor.stats
             print(f"{case} -> {output}  ({stats.tiles} tiles on {stats.device}, {stats.seconds:.1f} s)")

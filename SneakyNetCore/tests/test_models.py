@@ -139,6 +139,20 @@ def test_every_variant_runs_and_context_loss_only_for_b_and_d(variant, k):
     assert len(out.context) == (k if variant in "BD" else 0)
 
 
+@pytest.mark.parametrize("variant,k", [("A", 0), ("C", 1), ("D", 2)])
+def test_head_of_forward_features_is_the_target_output(variant, k):
+    """The predictor relies on target logits = head(forward_features) (a linear 1x1 layer)."""
+    config = NetConfig(variant=variant, num_context=k, patch_size=32, widths=(4, 4, 8, 8, 8), num_classes=5)
+    model = build_network(config).eval()
+    x, ctx, _, _ = _batch(config, batch=2)
+    with torch.no_grad():
+        features = model.forward_features(x, ctx)
+        assert features.shape == (2, 4, 32, 32, 32)
+        torch.testing.assert_close(model.head(features), model(x, ctx).target)
+    with pytest.raises(ValueError, match="context patch"):
+        model.forward_features(x, ctx[:-1] if k else [x])
+
+
 def test_wrong_inputs_raise_value_error_naming_shapes():
     model = build_network(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8))).eval()
     good = torch.zeros(1, 1, 32, 32, 32)

@@ -79,11 +79,15 @@ class Decoder(nn.Module):
             self.head.bias.zero_()
             self.head.bias[0] = math.log(0.9 * (num_classes - 1) / 0.1)
 
-    def forward(self, feats: list[torch.Tensor], extra: dict[int, list[torch.Tensor]] | None = None) -> torch.Tensor:
-        """Logits at full patch size from encoder features ``feats`` (finest first)."""
+    def features(self, feats: list[torch.Tensor], extra: dict[int, list[torch.Tensor]] | None = None) -> torch.Tensor:
+        """Level-0 decoder features (B, widths[0], ...), the input of the 1x1 head."""
         extra = extra or {}
         x = feats[-1]
         for level in reversed(range(len(self.blocks))):
             x = self.up[level](x)
             x = self.blocks[level](torch.cat([x, feats[level], *extra.get(level, [])], dim=1))
-        return self.head(x)
+        return x
+
+    def forward(self, feats: list[torch.Tensor], extra: dict[int, list[torch.Tensor]] | None = None) -> torch.Tensor:
+        """Logits at full patch size from encoder features ``feats`` (finest first)."""
+        return self.head(self.features(feats, extra))

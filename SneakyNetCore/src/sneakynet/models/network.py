@@ -104,16 +104,35 @@ class MultiResolutionUNet(nn.Module):
         self.check_inputs(target, contexts)
         if with_context_logits is None:
             with_context_logits = self.training
+        features, context_feats = self._target_features(target, contexts)
+        context_logits = []
+        if with_context_logits and self.config.has_context_decoders:
+            context_logits = [dec(f) for dec, f in zip(self.context_decoders, context_feats)]
+        return NetOutput(self.head(features), context_logits)
+
+    @property
+    def head(self) -> nn.Conv3d:
+        """The target's 1x1 classification layer (features -> logits)."""
+        return self.target_decoder.head
+
+    def forward_features(self, target: torch.Tensor, contexts: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+        """Target decoder features before :attr:`head`, (B, widths[0], S, S, S).
+
+        The head is linear, so a weighted sum of tile logits equals the head applied to the weighted
+        sum of tile features (plus the bias times the summed weights): the predictor accumulates
+        these few channels instead of one logit per class, and runs the head once per voxel.
+        """
+        self.check_inputs(target, contexts)
+        return self._target_features(target, contexts)[0]
+
+    def _target_features(self, target: torch.Tensor, contexts: Sequence[torch.Tensor]
+                         ) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
         context_feats = [enc(ctx) for enc, ctx in zip(self.context_encoders, contexts)]
         crops: dict[int, list[torch.Tensor]] = {}
         for k, m, t in self.links:
             crops.setdefault(t, []).append(crop_skip(context_feats[k - 1][m], k))
         feats = self.target_encoder(target, bottleneck_extra=crops.get(LEVELS - 1))
-        logits = self.target_decoder(feats, crops)
-        context_logits = []
-        if with_context_logits and self.config.has_context_decoders:
-            context_logits = [dec(f) for dec, f in zip(self.context_decoders, context_feats)]
-        return NetOutput(logits, context_logits)
+        return self.target_decoder.features(feats, crops), context_feats
 
 
 def build_network(config: NetConfig) -> MultiResolutionUNet:

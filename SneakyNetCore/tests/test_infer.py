@@ -24,10 +24,18 @@ class ThresholdNet(nn.Module):
         self.level = (level_hu - 500.0) / 1500.0  # CTNormalization defaults
         self.seen_contexts = 0
 
-    def forward(self, target, contexts=(), with_context_logits=None):
+        # logits (0, score, score - 1e6) from the one feature "score": a linear 1x1 head, like the real nets
+        self.head = nn.Conv3d(1, 3, 1)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([0.0, 1.0, 1.0]).reshape(3, 1, 1, 1, 1))
+            self.head.bias.copy_(torch.tensor([0.0, 0.0, -1e6]))
+
+    def forward_features(self, target, contexts=()):
         self.seen_contexts = len(contexts)
-        score = (target - self.level) * 100
-        return NetOutput(torch.cat([torch.zeros_like(score), score, score - 1e6], dim=1), [])
+        return (target - self.level) * 100
+
+    def forward(self, target, contexts=(), with_context_logits=None):
+        return NetOutput(self.head(self.forward_features(target, contexts)), [])
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -217,3 +225,98 @@ def test_batchnorm_folding_keeps_the_function():
     assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
     with torch.no_grad():
         torch.testing.assert_close(fused(x, [c]).target, model(x, [c]).target, atol=1e-4, rtol=1e-4)
+
+
+def _random_bn_net(config: NetConfig, seed: int, vol: np.ndarray) -> nn.Module:
+    """A random net whose labels vary: the head's bias cancels the mean feature on ``vol``'s corner
+    (a raw random net, with its background prior, labels every voxel background)."""
+    torch.manual_seed(seed)
+    model = build_network(config).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    S = config.patch_size
+    patch = torch.from_numpy(np.ascontiguousarray(vol[:S, :S, :S]))[None, None]
+    with torch.no_grad():
+        mean = model.forward_features(patch, [patch] * config.num_context).mean((0, 2, 3, 4))
+        model.head.bias.copy_(-model.head.weight.flatten(1) @ mean)
+    return model
+
+
+def _naive_logit_sum(model, vol: np.ndarray, S: int, step: int) -> np.ndarray:
+    """Reference: every tile's full logits times the Gaussian, summed into a whole (classes x volume)
+    array (what MONAI's sliding window does), then argmax."""
+    from sneakynet.tiling import gaussian_importance
+
+    padded = np.pad(vol, [(0, padded_length(n, S, step) - n) for n in vol.shape], mode="edge")
+    levels = [context_level(padded, S, k) for k in range(1, model.config.num_context + 1)]
+    total = torch.zeros((model.config.num_classes, *padded.shape))
+    w = gaussian_importance(S)
+    with torch.no_grad():
+        for z in tile_starts(padded.shape[0], S, step):
+            for y in tile_starts(padded.shape[1], S, step):
+                for x in tile_starts(padded.shape[2], S, step):
+                    target = torch.from_numpy(padded[z:z + S, y:y + S, x:x + S].copy())[None, None]
+                    contexts = [torch.from_numpy(lvl[context_slice((z, y, x), S, k)].copy())[None, None]
+                                for k, lvl in enumerate(levels, start=1)]
+                    total[:, z:z + S, y:y + S, x:x + S] += model(target, contexts).target[0] * w
+    return total.argmax(0)[: vol.shape[0], : vol.shape[1], : vol.shape[2]].numpy()
+
+
+def test_summing_features_then_the_head_equals_summing_logits():
+    """The predictor accumulates decoder features and runs the linear head once per voxel; that
+    must give the labels of the textbook sum of Gaussian-weighted tile logits."""
+    vol = _smooth_volume((40, 56, 48), seed=6)
+    model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=7), 5, vol)
+    predictor = Predictor.from_model(model, (2, 2, 2), precision="float32", channels_last=False, skip_air=False,
+                                     log=lambda m: None)
+    labels = predictor.predict_array(vol)
+    expected = _naive_logit_sum(model, vol, 32, predictor.step)
+    assert len(np.unique(expected)) > 2  # a non-trivial labelling
+    assert (labels == expected).mean() >= 0.9999
+
+
+def test_channels_last_keeps_the_labels():
+    vol = _smooth_volume((40, 48, 48), seed=8)
+    model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=7), 7, vol)
+    plain = Predictor.from_model(model, (2, 2, 2), precision="float32", channels_last=False, log=lambda m: None)
+    layout = Predictor.from_model(model, (2, 2, 2), precision="float32", channels_last=True, log=lambda m: None)
+    a, b = plain.predict_array(vol), layout.predict_array(vol)
+    assert (plain.stats.precision, plain.stats.channels_last) == ("float32", False)
+    assert (layout.stats.precision, layout.stats.channels_last) == ("float32", True)
+    assert len(np.unique(a)) > 2  # a non-trivial labelling
+    assert (a == b).mean() >= 0.9999  # the same arithmetic in another memory order
+
+
+def test_bfloat16_keeps_the_demo_models_labels():
+    """bfloat16 (the CPU default where AMX exists) against float32 on the trained demo model: a
+    random net's near-ties would say little about a real model's margins."""
+    from sneakynet.phantom import PhantomOptions, generate_case
+
+    ct, truth = generate_case(101, PhantomOptions(spacing=(4.0, 4.0, 4.0)))
+    ref = sitk.GetArrayFromImage(truth)
+    bone = ref > 0
+    out = {}
+    for precision in ("float32", "bfloat16"):
+        predictor = Predictor(None, device="cpu", precision=precision, log=lambda m: None)
+        out[precision] = sitk.GetArrayFromImage(predictor.predict_image(ct))
+        assert predictor.stats.precision == precision
+    a, b = out["float32"], out["bfloat16"]
+    either = (a > 0) | (b > 0)
+    assert either.sum() > 1000  # the demo model finds bone here
+    assert (a == b).mean() >= 0.999 and (a[either] == b[either]).mean() >= 0.98
+    assert abs((a[bone] == ref[bone]).mean() - (b[bone] == ref[bone]).mean()) < 0.01
+
+
+def test_precision_is_resolved_per_device(monkeypatch):
+    from sneakynet.infer import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cuda")) == torch.float16
+    assert resolve_precision("float32", torch.device("cuda")) == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert resolve_precision("auto", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("int8", torch.device("cpu"))

@@ -48,10 +48,11 @@ def test_segment_runs_on_every_real_ct_and_keeps_its_geometry(name, bundle, tmp_
     _same_grid(sitk.ReadImage(str(out)), read_image(src))
 
 
-def test_seg_nrrd_output_has_names_and_colours(bundle, tmp_path):
+def test_seg_nrrd_output_has_names_and_colours(bundle, tmp_path, capsys):
     out = tmp_path / "case.seg.nrrd"
     assert main(["segment", str(SHARED_DATA / "example_ct_sm.nii.gz"), str(out), "--model", str(bundle),
-                 "--device", "cpu", "--fast"]) == 0
+                 "--device", "cpu", "--fast", "--precision", "float32"]) == 0
+    assert "on cpu in float32" in capsys.readouterr().out
     labels = sitk.ReadImage(str(out))
     present = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v)
     names = read_seg_nrrd_names(out)

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap in [0, 1) (default 0.5)")
     parser.add_argument("--fast", action="store_true", help="quick preview: no tile overlap (about 8x fewer tiles)")
     parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="network compute precision (default auto: float16 on CUDA, bfloat16 on CPUs with "
+                        "AMX, else float32)")
     parser.add_argument("--series", default=None, help="DICOM series UID when the folder holds several")
     parser.add_argument("--format", default=".nii.gz", choices=OUTPUT_SUFFIXES, help="output type in folder mode")
     parser.add_argument("--overwrite", action="store_true", help="folder mode: redo cases whose output exists")
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         todo = [(args.input, args.output)]
     try:
         predictor = Predictor(args.model, device=args.device, overlap=args.overlap, fast=args.fast,
-                              batch_size=args.batch_size, log=lambda m: tqdm.write(m))
+                              batch_size=args.batch_size, precision=args.precision, log=lambda m: tqdm.write(m))
     except (BundleError, FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
 
@@ -102,5 +105,6 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(f"{case}: {exc}".replace(f"{case}: input image: ", f"{case}: ")) from None
             write_labels(labels, output)
             stats = predictor.stats
-            print(f"{case} -> {output}  ({stats.tiles} tiles on {stats.device}, {stats.seconds:.1f} s)")
+            print(f"{case} -> {output}  ({stats.tiles} tiles on {stats.device} in {stats.precision}, "
+                  f"{stats.seconds:.1f} s)")
     return 0

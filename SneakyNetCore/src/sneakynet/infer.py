@@ -175,6 +175,8 @@ class Predictor:
         self.channels_last = self.device.type == "cpu" if request is None else bool(request)
         layout = torch.channels_last_3d if self.channels_last else torch.contiguous_format
         self.model = self.model.to(self.device, memory_format=layout)
+        if self.device.type == "cuda":  # one tile shape: let cuDNN time its kernels once (as nnU-Net does)
+            torch.backends.cudnn.benchmark = True
         head = self.model.head
         weight = head.weight.detach().float().reshape(head.out_channels, head.in_channels)
         bias = (head.bias.detach().float() if head.bias is not None

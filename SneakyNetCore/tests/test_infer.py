@@ -320,3 +320,17 @@ def test_precision_is_resolved_per_device(monkeypatch):
     assert resolve_precision("auto", torch.device("cpu")) == torch.float32
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("int8", torch.device("cpu"))
+
+
+def test_padded_input_is_normalised_and_edge_padded_in_one_buffer():
+    from sneakynet.intensity import normalize_ct
+
+    predictor = Predictor.from_model(ThresholdNet(), (2.0, 2.0, 2.0), log=lambda m: None)
+    hu = np.random.default_rng(0).normal(0, 600, size=(33, 17, 50)).astype(np.int16)
+    padded = predictor._padded(hu, CTNormalization())
+    expected_shape = tuple(padded_length(n, 32, predictor.step) for n in hu.shape)
+    expected = np.pad(normalize_ct(hu), [(0, p - n) for n, p in zip(hu.shape, expected_shape)], mode="edge")
+    assert padded.dtype == np.float32
+    np.testing.assert_array_equal(padded, expected)
+    with pytest.raises(ValueError, match="out must be float32"):
+        normalize_ct(hu, out=np.empty((2, 2, 2), np.float32))

@@ -200,12 +200,16 @@ class Predictor:
         progress = progress or (lambda fraction, message: None)
         t0 = time.perf_counter()
         progress(0.0, "resampling to the model grid")
-        model_image = to_model_grid(image, self.spacing)
-        volume = normalize_ct(sitk.GetArrayViewFromImage(model_image), self.normalization)
-        labels = self.predict_array(volume, progress, cancel)
+        inputs, geometry = self._image_inputs(image)
+        labels = self._predict_with_retry(inputs, progress, cancel)
+        del inputs
         progress(0.99, "mapping labels back to the input grid")
         label_image = sitk.GetImageFromArray(labels)
-        label_image.CopyInformation(model_image)
+        del labels
+        origin, spacing, direction = geometry
+        label_image.SetOrigin(origin)
+        label_image.SetSpacing(spacing)
+        label_image.SetDirection(direction)
         out = labels_to_input_grid(label_image, image)
         self.stats.seconds = time.perf_counter() - t0
         progress(1.0, "done")
@@ -214,10 +218,54 @@ class Predictor:
     def predict_array(self, volume: np.ndarray, progress: ProgressCallback | None = None,
                       cancel: CancelToken | None = None) -> np.ndarray:
         """Argmax labels (uint8, same shape) of a normalised (z, y, x) float32 volume on the model grid."""
-        progress = progress or (lambda fraction, message: None)
+        inputs = self._upload(self._padded(volume), volume.shape)
+        return self._predict_with_retry(inputs, progress or (lambda fraction, message: None), cancel)
+
+    # ------------------------------------------------------------------ internals
+    def _image_inputs(self, image: "sitk.Image") -> tuple["_Inputs", tuple]:
+        """The model-grid input of ``image``, padded and normalised in one buffer, and that grid's
+        (origin, spacing, direction). The resampled image is freed before prediction starts, so the
+        host holds one float32 copy of the volume, not three."""
+        import SimpleITK as sitk
+
+        from .geometry import to_model_grid
+
+        model_image = to_model_grid(image, self.spacing)
+        geometry = (model_image.GetOrigin(), model_image.GetSpacing(), model_image.GetDirection())
+        hu = sitk.GetArrayViewFromImage(model_image)
+        padded = self._padded(hu, self.normalization)
+        shape = hu.shape
+        del hu, model_image
+        return self._upload(padded, shape), geometry
+
+    def _padded(self, volume: np.ndarray, normalization: CTNormalization | None = None) -> np.ndarray:
+        """``volume`` (optionally normalised from HU) in a new float32 array edge-padded to the tile grid."""
+        S, step = self.config.patch_size, self.step
+        padded = np.empty(tuple(padded_length(n, S, step) for n in volume.shape), dtype=np.float32)
+        z, y, x = volume.shape
+        core = padded[:z, :y, :x]
+        if normalization is None:
+            core[...] = volume
+        else:
+            normalize_ct(volume, normalization, out=core)
+        padded[z:, :y, :x] = padded[z - 1:z, :y, :x]  # edge padding, one axis after the other
+        padded[:, y:, :x] = padded[:, y - 1:y, :x]
+        padded[:, :, x:] = padded[:, :, x - 1:x]
+        return padded
+
+    def _upload(self, padded: np.ndarray, shape: tuple[int, ...]) -> "_Inputs":
+        """Tensors of the padded input and its context pyramid on the device (on CUDA the host copy
+        can then be freed)."""
+        S, K = self.config.patch_size, self.config.num_context
+        levels = [torch.from_numpy(context_level(padded, S, k)).to(self.device) for k in range(1, K + 1)]
+        return _Inputs(torch.from_numpy(padded).to(self.device), levels, tuple(shape))
+
+    def _predict_with_retry(self, inputs: "_Inputs", progress: ProgressCallback,
+                            cancel: CancelToken | None) -> np.ndarray:
+        """Predict; on CUDA out-of-memory retry with a smaller batch, then a smaller buffer, then the CPU."""
         while True:
             try:
-                return self._predict_array(volume, progress, cancel)
+                return self._predict_inputs(inputs, progress, cancel)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 if self.batch_size > 1:
@@ -232,17 +280,14 @@ class Predictor:
                     self._precision_request, self._channels_last_request = "auto", None
                     self._place_model()
                     self.buffer_bytes = 768 << 20
+                    inputs.padded, inputs.levels = inputs.padded.cpu(), [lvl.cpu() for lvl in inputs.levels]
 
     # ------------------------------------------------------------------ internals
-    def _predict_array(self, volume: np.ndarray, progress: ProgressCallback, cancel: CancelToken | None) -> np.ndarray:
-        S, K, step = self.config.patch_size, self.config.num_context, self.step
-        shape = volume.shape
-        padded_shape = tuple(padded_length(n, S, step) for n in shape)
-        pad = [(0, p - n) for n, p in zip(shape, padded_shape)]
-        padded = np.pad(volume, pad, mode="edge") if any(p for _, p in pad) else np.ascontiguousarray(volume)
+    def _predict_inputs(self, inputs: "_Inputs", progress: ProgressCallback, cancel: CancelToken | None) -> np.ndarray:
+        S, step = self.config.patch_size, self.step
         # the (small) input and its pyramid live on the device, so tiles are cut without host copies
-        levels = [torch.from_numpy(context_level(padded, S, k)).to(self.device) for k in range(1, K + 1)]
-        padded_t = torch.from_numpy(padded).to(self.device)
+        padded_t, levels, shape = inputs.padded, inputs.levels, inputs.shape
+        padded_shape = tuple(padded_t.shape)
         starts = [tile_starts(n, S, step) for n in padded_shape]
         F = self.model.head.in_channels
         # float16 halves the GPU buffer; on the CPU float32 adds faster and the buffer is small anyway
@@ -337,6 +382,15 @@ class Predictor:
             contexts = [c.contiguous(memory_format=torch.channels_last_3d) for c in contexts]
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             return self.model.forward_features(target, contexts)
+
+
+@dataclass
+class _Inputs:
+    """A prediction's input on the device: the edge-padded volume, its context levels, the unpadded shape."""
+
+    padded: torch.Tensor
+    levels: list[torch.Tensor]
+    shape: tuple[int, ...]
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:

@@ -45,9 +45,16 @@ class CTNormalization:
 DEFAULT_CT_NORMALIZATION = CTNormalization()
 
 
-def normalize_ct(hu: np.ndarray, params: CTNormalization = DEFAULT_CT_NORMALIZATION) -> np.ndarray:
-    """Clip and scale a CT array in Hounsfield units; returns a new float32 array of the same shape."""
-    out = np.array(hu, dtype=np.float32, copy=True)  # never modify the caller's array
+def normalize_ct(hu: np.ndarray, params: CTNormalization = DEFAULT_CT_NORMALIZATION,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Clip and scale a CT array in Hounsfield units into ``out`` (a float32 array of the same shape;
+    a new one by default). The caller's ``hu`` is never modified."""
+    if out is None:
+        out = np.array(hu, dtype=np.float32, copy=True)
+    else:
+        if out.shape != hu.shape or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 of shape {hu.shape}, got {out.dtype} {out.shape}")
+        out[...] = hu
     np.clip(out, params.clip_min, params.clip_max, out=out)
     out -= np.float32(params.center)
     out *= np.float32(1.0 / params.scale)

@@ -289,24 +289,28 @@ def test_channels_last_keeps_the_labels():
     assert (a == b).mean() >= 0.9999  # the same arithmetic in another memory order
 
 
-def test_bfloat16_keeps_the_demo_models_labels():
-    """bfloat16 (the CPU default where AMX exists) against float32 on the trained demo model: a
-    random net's near-ties would say little about a real model's margins."""
+def test_reduced_precision_keeps_the_demo_models_labels():
+    """bfloat16 (the CPU default where AMX exists) and float16 with a float16 buffer (what CUDA
+    runs) against float32 on the trained demo model: a random net's near-ties would say little
+    about a real model's margins."""
     from sneakynet.phantom import PhantomOptions, generate_case
 
     ct, truth = generate_case(101, PhantomOptions(spacing=(4.0, 4.0, 4.0)))
     ref = sitk.GetArrayFromImage(truth)
     bone = ref > 0
     out = {}
-    for precision in ("float32", "bfloat16"):
+    for precision in ("float32", "bfloat16", "float16"):
         predictor = Predictor(None, device="cpu", precision=precision, log=lambda m: None)
+        if precision == "float16":  # the GPU's arithmetic: float16 network and float16 slab buffer
+            predictor.accumulator_dtype = torch.float16
         out[precision] = sitk.GetArrayFromImage(predictor.predict_image(ct))
         assert predictor.stats.precision == precision
-    a, b = out["float32"], out["bfloat16"]
-    either = (a > 0) | (b > 0)
-    assert either.sum() > 1000  # the demo model finds bone here
-    assert (a == b).mean() >= 0.999 and (a[either] == b[either]).mean() >= 0.98
-    assert abs((a[bone] == ref[bone]).mean() - (b[bone] == ref[bone]).mean()) < 0.01
+    a = out["float32"]
+    for b in (out["bfloat16"], out["float16"]):
+        either = (a > 0) | (b > 0)
+        assert either.sum() > 1000  # the demo model finds bone here
+        assert (a == b).mean() >= 0.999 and (a[either] == b[either]).mean() >= 0.98
+        assert abs((a[bone] == ref[bone]).mean() - (b[bone] == ref[bone]).mean()) < 0.01
 
 
 def test_precision_is_resolved_per_device(monkeypatch):

@@ -171,6 +171,8 @@ class Predictor:
         Channels-last is the default on the CPU (measured ~2x faster there); on CUDA it stays
         opt-in until measured on a GPU."""
         self.dtype = resolve_precision(self._precision_request, self.device)
+        # the slab buffer: float16 halves it on the GPU; on the CPU float32 adds faster and is small anyway
+        self.accumulator_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         request = self._channels_last_request
         self.channels_last = self.device.type == "cpu" if request is None else bool(request)
         layout = torch.channels_last_3d if self.channels_last else torch.contiguous_format
@@ -290,8 +292,7 @@ class Predictor:
         padded_shape = tuple(padded_t.shape)
         starts = [tile_starts(n, S, step) for n in padded_shape]
         F = self.model.head.in_channels
-        # float16 halves the GPU buffer; on the CPU float32 adds faster and the buffer is small anyway
-        acc_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        acc_dtype = self.accumulator_dtype
         row_bytes = (F + 1) * S * padded_shape[2] * torch.tensor([], dtype=acc_dtype).element_size()
         part_rows = shape[1]
         if shape[1] * row_bytes > self.buffer_bytes:  # split along y; parts share the global tile grid

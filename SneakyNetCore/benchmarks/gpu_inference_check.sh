@@ -3,8 +3,9 @@
 # paper D 64/128 on 160x256x256 against MONAI (default layout and channels-last), then the
 # 600x512x512 whole-body case (ours only: MONAI's output alone would need 79 GB).
 # Usage, from the repository root on the GPU machine (torch with CUDA preinstalled there; MONAI
-# carried as a wheel in .whl/, see docs/benchmarks.md):
-#   bash SneakyNetCore/benchmarks/gpu_inference_check.sh OUT_DIR
+# carried as a wheel: here `python3 -m pip download --no-deps --only-binary=:all: -d .whl monai==1.6.1`
+# with /.whl/ in .git/info/exclude, and `.whl` named in the device tool's carry):
+#   bash SneakyNetCore/benchmarks/gpu_inference_check.sh $OUT
 set -euo pipefail
 out=${1:?output folder}
 mkdir -p "$out"

@@ -114,6 +114,12 @@ class Predictor:
 
     >>> predictor = Predictor()                     # bundled demo model, device auto
     >>> labels = predictor.predict_image(ct_image)  # uint8 label map on ct_image's grid
+
+    ``overlap``: tile overlap (0.5: 8 tiles per voxel); ``fast``: no overlap, for previews;
+    ``buffer_bytes``: slab-buffer budget before the volume is split along y (3 GiB CUDA, 768 MiB
+    CPU); ``skip_air``: skip tiles whose target patch is all air; ``precision``: ``auto``,
+    ``float32``, ``bfloat16`` or ``float16`` (see :func:`resolve_precision`); ``channels_last``:
+    NDHWC convolutions (default: on for the CPU, off for CUDA).
     """
 
     def __init__(self, bundle: str | os.PathLike | None = None, device: str = "auto", overlap: float = 0.5,

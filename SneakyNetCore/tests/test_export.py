@@ -221,6 +221,22 @@ def test_small_and_thin_bones_keep_their_voxel_volume_after_smoothing():
         assert open_edges(pd) == 0
 
 
+def test_single_voxel_bones_stay_where_their_voxel_is():
+    """Smoothing shrinks a lone voxel to a speck; restoring its volume must not blow it up (a
+    first-order offset of (target - volume) / area did: 185 mm for one voxel of a demo prediction)."""
+    lab = np.zeros((10, 12, 14), np.uint8)
+    lab[4, 5, 6] = CRANIUM  # one voxel
+    lab[2:4, 8, 3] = T10  # two voxels
+    img = make_image(lab, spacing=(4.0, 3.0, 2.0))
+    for label, pd in extract_surfaces(img, smooth=20).items():
+        vox = voxel_volume(img, label)
+        assert abs(mesh_volume(pd) - vox) / vox < 0.05, label
+        assert np.linalg.norm(surface_centroid(pd) - voxel_centroid_ras(img, label)) < 1.0, label
+        size = np.subtract(*np.array(pd.GetBounds()).reshape(3, 2).T[::-1])
+        assert size.max() < 2 * 4.0 * 2, (label, size)  # within the bone's own few voxels
+        assert open_edges(pd) == 0
+
+
 def test_reflected_direction_keeps_outward_winding_and_position():
     img = shapes_label_map(direction=np.diag([1.0, 1.0, -1.0]) @ rotation(-15, 0))  # det = -1
     surfaces = extract_surfaces(img)

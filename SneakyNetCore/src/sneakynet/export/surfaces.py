@@ -14,7 +14,8 @@ Pipeline (one multi-label pass, then per-bone work):
    edge or corner are duplicated so every bone is a closed 2-manifold), map to RAS with the
    image's origin and direction, flip winding if the direction matrix is a reflection;
    after smoothing, each bone is offset along its normals to enclose its voxel volume again
-   (small bones lose 10-45 % to smoothing otherwise);
+   (small bones lose 10-45 % to smoothing otherwise); a bone that smoothing shrinks below half its
+   volume (one or two voxels) keeps its unsmoothed voxel surface instead;
 5. optional per-bone decimation with ``vtkQuadricDecimation`` (ratio or total triangle
    budget), retried gentler on the rare bone where it would open a hole.
 
@@ -132,6 +133,7 @@ def surfaces_from_label_map(
         copies = surface_nets_vertex_copies(padded, points_of(mesh), spacing, triangles_of(mesh), face_labels)
     del padded
     clock.lap("contour")
+    voxel_points = points_of(mesh).copy()
     if smoothing > 0:
         report(0.3, f"smoothing ({smoothing} iterations)")
         mesh = windowed_sinc(mesh, smoothing)
@@ -150,12 +152,22 @@ def surfaces_from_label_map(
         voxel_mm3 = float(np.prod(spacing))
         from_ras = np.linalg.inv(to_ras)
         lo, hi = -0.5 * spacing, (size - 0.5) * spacing
+        collapsed = []
         for label, (pts, tri) in per_label.items():
-            pts = restore_volume(pts, tri, label_map.voxel_counts[label] * voxel_mm3)
+            target = label_map.voxel_counts[label] * voxel_mm3
+            if signed_volume(pts, tri) < 0.5 * target:  # a bone of a few voxels smoothed to a speck
+                collapsed.append(label)
+                continue
+            pts = restore_volume(pts, tri, target)
             local = apply_affine(from_ras, pts)
             if np.any(local < lo - 1e-4) or np.any(local > hi + 1e-4):  # keep bones inside the image
                 pts = apply_affine(to_ras, np.clip(local, lo, hi)).astype(np.float32)
             per_label[label] = (pts, tri)
+        if collapsed:  # those keep their unsmoothed voxel surface: restoring the volume of a speck
+            # by a normal offset of (target - volume) / area would blow it up to many times its size
+            unsmoothed = split_by_label(apply_affine(to_ras, voxel_points).astype(np.float32), faces, face_labels,
+                                        flip, copies)
+            per_label.update({label: unsmoothed[label] for label in collapsed})
     out = {label: polydata_from_arrays(pts, tri) for label, (pts, tri) in per_label.items()}
     clock.lap("split")
     reduction = decimation_fractions({k: len(t) for k, (_, t) in per_label.items()}, decimate, triangle_budget)

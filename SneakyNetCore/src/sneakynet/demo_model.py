@@ -1,6 +1,6 @@
 """Build the bundled demo model: phantoms -> lite SneakyNet (D, K=1) -> test evaluation -> package.
 
-One reproducible command on 2 CPU cores (``sneakynet build-demo``, about 30 minutes). The result is
+One reproducible command on 2 CPU cores (``sneakynet build-demo``, about 70 minutes). The result is
 phantom-trained and labelled so everywhere: not for clinical or real-CT use.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ DEMO_DESCRIPTION = ("SneakyNet lite D 32/64 demo model, trained on synthetic pha
                     "phantom-trained demo, not for clinical or real-CT use")
 
 
-def build_demo_model(workdir: Path, iterations: int = 1800, cases: int = 14, seed: int = 0, threads: int = 1,
+def build_demo_model(workdir: Path, iterations: int = 4000, cases: int = 14, seed: int = 0, threads: int = 1,
                      install: Path | None = None, progress: bool = True) -> Path:
     """Train and evaluate the demo model in ``workdir``; copy the bundle to ``install`` (default: the package)."""
     from .dataset import make_splits, write_splits

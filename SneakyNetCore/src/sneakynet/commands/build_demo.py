@@ -1,4 +1,4 @@
-"""``sneakynet build-demo``: rebuild the bundled phantom-trained demo model (about 30 min on 2 CPU cores)."""
+"""``sneakynet build-demo``: rebuild the bundled phantom-trained demo model (about 70 min on 2 CPU cores)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("demo_model_build"),
                         help="phantoms, run folder and metrics (resumable; default ./demo_model_build)")
-    parser.add_argument("--iterations", type=int, default=1800)
+    parser.add_argument("--iterations", type=int, default=4000)
     parser.add_argument("--cases", type=int, default=14, help="number of phantom cases (5-fold split, fold 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one more core feeds patches)")

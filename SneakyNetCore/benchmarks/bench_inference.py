@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sneakynet.infer import PRECISIONS
+
 CASES = {
     # name: (preset, variant, K, S, volume shape z,y,x or "phantom", model spacing mm); "lite" = the demo weights
     "lite-phantom": ("lite", "D", 1, 32, "phantom", 4.0),
@@ -135,7 +137,7 @@ def run_monai(args: argparse.Namespace, out: Path) -> dict:
     import torch.nn.functional as F
     from monai.inferers import sliding_window_inference
 
-    from sneakynet.infer import resolve_precision
+    from sneakynet.infer import resolve_channels_last, resolve_precision
 
     case, device, batch, overlap = args.case, args.device, args.batch, args.overlap
     volume = make_volume(case)
@@ -145,8 +147,12 @@ def run_monai(args: argparse.Namespace, out: Path) -> dict:
     tuned = args.runner == "monai-tuned"
     # as MONAI users run it: float16 autocast on CUDA, float32 on the CPU, default layout;
     # tuned: the layout and precision our predictor picks for this device
-    dtype = resolve_precision(args.precision if tuned else "auto", dev) if tuned or dev.type == "cuda" else torch.float32
-    channels_last = tuned and (_channels_last(args) if args.channels_last != "auto" else dev.type == "cpu")
+    if tuned:
+        dtype = resolve_precision(args.precision, dev)
+        channels_last = resolve_channels_last(_channels_last(args), dev)
+    else:
+        dtype = torch.float16 if dev.type == "cuda" else torch.float32
+        channels_last = False
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     model = model.to(dev, memory_format=layout)
     pad = (2**K - 1) * S // 2
@@ -231,7 +237,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--runners", default="ours,monai,monai-tuned")
-    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="compute precision of ours (and of monai-tuned)")
     parser.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
                         help="channels-last 3D layout for ours (and monai-tuned); auto: on for the CPU")

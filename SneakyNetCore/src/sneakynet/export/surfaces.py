@@ -133,8 +133,8 @@ def surfaces_from_label_map(
         copies = surface_nets_vertex_copies(padded, points_of(mesh), spacing, triangles_of(mesh), face_labels)
     del padded
     clock.lap("contour")
-    voxel_points = points_of(mesh).copy()
     if smoothing > 0:
+        voxel_points = points_of(mesh).copy()  # kept for bones that smoothing shrinks to a speck
         report(0.3, f"smoothing ({smoothing} iterations)")
         mesh = windowed_sinc(mesh, smoothing)
     clock.lap("smooth")

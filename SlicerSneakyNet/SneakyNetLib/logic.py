@@ -278,7 +278,7 @@ class BoneSegmentationLogic:
             if target.GetDisplayNode() is None:
                 target.CreateDefaultDisplayNodes()
             if options.showIn3D:
-                segments.showIn3D(target)
+                segments.showIn3D(target, labels)
         except Exception:
             if target is staging:
                 self.scene.RemoveNode(target)

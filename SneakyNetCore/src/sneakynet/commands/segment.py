@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--series", default=None, help="DICOM series UID when the folder holds several")
     parser.add_argument("--format", default=".nii.gz", choices=OUTPUT_SUFFIXES, help="output type in folder mode")
     parser.add_argument("--overwrite", action="store_true", help="folder mode: redo cases whose output exists")
+    parser.add_argument("--dicom-seg", type=Path, default=None, metavar="PATH",
+                        help="DICOM input only: also write a DICOM Segmentation (.dcm) referencing the source series")
 
 
 def _is_dicom_folder(folder: Path) -> bool:
@@ -53,6 +55,19 @@ def write_labels(labels, output: Path) -> None:
         write_seg_nrrd(labels, output)
     else:
         write_image(labels, output)
+
+
+def _write_dicom_seg(args: argparse.Namespace, labels, predictor) -> None:
+    """The ``--dicom-seg`` output: the label map as a DICOM Segmentation of the input series."""
+    from sneakynet.cli import UserError
+    from sneakynet.dicomseg import DicomSegError, dicom_series_files, write_dicom_seg
+
+    name = predictor.info.description if predictor.info is not None else "SneakyNet"
+    try:
+        result = write_dicom_seg(labels, dicom_series_files(args.input, args.series), args.dicom_seg, model_name=name)
+    except DicomSegError as exc:
+        raise UserError(f"{args.dicom_seg}: {exc}") from None
+    print(f"{args.input} -> {args.dicom_seg}  (DICOM SEG, {len(result.label_ids)} segments, {result.frames} frames)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         if image_suffix(args.output) not in OUTPUT_SUFFIXES:
             raise UserError(f"{args.output}: output must end in one of {', '.join(OUTPUT_SUFFIXES)}")
         todo = [(args.input, args.output)]
+    if args.dicom_seg is not None and (folder_mode or not args.input.is_dir()):
+        raise UserError(f"{args.input}: --dicom-seg needs a DICOM series folder as input")
     try:
         predictor = Predictor(args.model, device=args.device, overlap=args.overlap, fast=args.fast,
                               batch_size=args.batch_size, precision=args.precision, log=lambda m: tqdm.write(m))
@@ -104,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
             except InputImageError as exc:
                 raise UserError(f"{case}: {exc}".replace(f"{case}: input image: ", f"{case}: ")) from None
             write_labels(labels, output)
+            if args.dicom_seg is not None:
+                _write_dicom_seg(args, labels, predictor)
             stats = predictor.stats
             print(f"{case} -> {output}  ({stats.tiles} tiles on {stats.device} in {stats.precision}, "
                   f"{stats.seconds:.1f} s)")

@@ -15,7 +15,8 @@ from sneakynet.labels import load_label_table
 
 TABLE = load_label_table()
 PS3_SOURCE = re.compile(r"^DICOM PS3\.16 CID (\d+) \w+ \('([^']+)'")
-KNOWN_SOURCES = ("DICOM PS3.16 CID ", "Uberon bridge to SNOMED CT: SCTID ", "github.com/lassoan/SlicerTotalSegmentator ")
+KNOWN_SOURCES = ("DICOM PS3.16 CID ", "Uberon bridge to SNOMED CT: SCTID ",
+                 "github.com/lassoan/SlicerTotalSegmentator ")
 
 
 def all_sct_codes():

@@ -26,7 +26,7 @@ def shipped_text() -> str:
 
 def test_shipped_term_file_is_generated_from_the_label_table():
     assert shipped_text() == slicer_terminology_text(TABLE), (
-        "regenerate: python -c 'from sneakynet.labels import *; print(slicer_terminology_text(load_label_table()), end=\"\")'")
+        "regenerate it with sneakynet.labels.slicer_terminology_text(load_label_table())")
 
 
 def test_term_file_validates_against_dcmqi_segment_context_schema():

@@ -60,8 +60,8 @@ def repair_identifiers(datasets: list, warn: Callable[[str], None] = print) -> l
     from highdicom import UID
 
     repairs = []
-    meta_sop = [(getattr(ds.file_meta, "MediaStorageSOPClassUID", ""), getattr(ds.file_meta, "MediaStorageSOPInstanceUID", ""))
-                if hasattr(ds, "file_meta") else ("", "") for ds in datasets]
+    meta = [getattr(ds, "file_meta", None) for ds in datasets]
+    meta_sop = [(getattr(m, "MediaStorageSOPClassUID", ""), getattr(m, "MediaStorageSOPInstanceUID", "")) for m in meta]
     if any(not ds.get("SOPClassUID") for ds in datasets):
         repairs.append("SOPClassUID taken from the file meta header")
     if any(not ds.get("SOPInstanceUID") for ds in datasets):
@@ -107,13 +107,15 @@ def label_frames(labels: "sitk.Image | np.ndarray", datasets: list) -> np.ndarra
         return labels.astype(np.uint8, copy=False)
     array = sitk.GetArrayViewFromImage(labels)
     if array.shape[1:] != (rows, cols):
-        raise DicomSegError(f"label map has {array.shape[2]}x{array.shape[1]} voxels per slice, the source {cols}x{rows}")
+        raise DicomSegError(f"label map has {array.shape[2]}x{array.shape[1]} voxels per slice, "
+                            f"the source {cols}x{rows}")
     frames = np.empty((len(datasets), rows, cols), dtype=np.uint8)
     for i, ds in enumerate(datasets):
         point = [float(v) for v in ds.ImagePositionPatient]
         x, y, z = labels.TransformPhysicalPointToIndex(point)
         back = np.asarray(labels.TransformIndexToPhysicalPoint((x, y, z)))
-        if (x, y) != (0, 0) or not 0 <= z < array.shape[0] or np.abs(back - point).max() > 0.01 * min(labels.GetSpacing()):
+        off_grid = np.abs(back - point).max() > 0.01 * min(labels.GetSpacing())
+        if (x, y) != (0, 0) or not 0 <= z < array.shape[0] or off_grid:
             raise DicomSegError(f"slice at {point} mm is not a slice of the label map: label map and "
                                 "source series do not share one grid")
         frames[i] = array[z]
@@ -141,11 +143,13 @@ def segment_descriptions(label_ids: list[int], model_name: str) -> list:
         bone = table.by_id(label)
         desc = hd.seg.SegmentDescription(
             segment_number=number, segment_label=bone.display[:64], segmented_property_category=_coded(bone.category),
-            segmented_property_type=_coded(bone.type), algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            segmented_property_type=_coded(bone.type),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm, tracking_id=bone.name, tracking_uid=hd.UID(),
             display_color=hd.color.CIELabColor.from_rgb(*bone.color))
         if bone.modifier is not None:
-            desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [_coded(bone.modifier)]
+            prop = desc.SegmentedPropertyTypeCodeSequence[0]  # DICOM nests the modifier in the type's item
+            prop.SegmentedPropertyTypeModifierCodeSequence = [_coded(bone.modifier)]
         out.append(desc)
     return out
 

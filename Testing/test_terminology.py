@@ -69,3 +69,10 @@ def test_loading_twice_is_harmless_and_a_broken_file_is_named(logic, tmp_path, m
     monkeypatch.setattr("SneakyNetLib.terminology.terminologyFilePath", lambda: broken)
     with pytest.raises(SneakyNetError, match="broken.term.json"):
         loadSneakyNetTerminology(slicer.vtkSlicerTerminologiesModuleLogic())
+
+
+def test_without_the_slicer_application_the_default_logic_is_reported_missing():
+    if getattr(getattr(slicer, "modules", None), "terminologies", None) is not None:
+        pytest.skip("running inside the Slicer application")
+    with pytest.raises(SneakyNetError, match="Terminologies module is not available"):
+        loadSneakyNetTerminology()

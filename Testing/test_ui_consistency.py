@@ -232,10 +232,15 @@ def test_module_cmake_lists_match_the_files_on_disk():
     assert "set(MODULE_NAME SneakyNet)" in text
     scripts = cmake_list(text, "MODULE_PYTHON_SCRIPTS")
     resources = cmake_list(text, "MODULE_PYTHON_RESOURCES")
-    on_disk_py = sorted(str(p.relative_to(MODULE)) for p in MODULE.rglob("*.py") if "__pycache__" not in p.parts)
-    on_disk_res = sorted(str(p.relative_to(MODULE)) for p in (MODULE / "Resources").rglob("*") if p.is_file())
+    on_disk_py = sorted(p.relative_to(MODULE).as_posix() for p in MODULE.rglob("*.py")
+                        if "__pycache__" not in p.parts and p.parts[len(MODULE.parts)] != "Scripts")
+    on_disk_res = sorted(p.relative_to(MODULE).as_posix() for folder in ("Resources", "Scripts")
+                         for p in (MODULE / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     assert sorted(scripts) == on_disk_py
     assert sorted(resources) == on_disk_res
+    # Slicer loads every top-level .py of the module folder as a module: only SneakyNet.py may be there
+    assert [p.name for p in MODULE.glob("*.py")] == ["SneakyNet.py"]
+    assert "Scripts/batch_segment.py" in resources and "Scripts/segment_worker.py" in resources
     assert "WITH_GENERIC_TESTS" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
 
 

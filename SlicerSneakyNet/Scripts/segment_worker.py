@@ -50,13 +50,18 @@ def report(**fields) -> None:
 
 
 def processExists(pid: int) -> bool:
-    """True while ``pid`` runs (psutil where installed; POSIX signal 0 otherwise)."""
+    """True while ``pid`` runs (psutil where installed; POSIX signal 0 otherwise).
+
+    Without psutil on Windows it answers True: there ``os.kill(pid, 0)`` would terminate ``pid``.
+    """
     try:
         import psutil
     except ImportError:
         psutil = None
     if psutil is not None:
         return psutil.pid_exists(pid)
+    if os.name != "posix":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

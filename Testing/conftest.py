@@ -5,6 +5,8 @@
   ``lite`` network saved with ``sneakynet.bundle.save_bundle`` (same code path, no training).
 - ``phantom_ct``: a small synthetic upper-body CT (4 mm, field of view cut to 40 %, about
   45 bones) so one prediction takes seconds on two CPU cores.
+- ``module_file``: SneakyNet.py imported with stand-ins for the application-only parts
+  (Qt, ScriptedLoadableModule, parameterNodeWrapper).
 """
 from __future__ import annotations
 

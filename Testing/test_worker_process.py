@@ -199,3 +199,18 @@ def test_protocol_lines_round_trip_and_log_lines_are_not_messages():
     assert worker.decodeMessage(worker.PROTOCOL_PREFIX + "{not json") is None
     assert isinstance(worker.errorFromWorker("ModelError", "x"), ModelError)
     assert type(worker.errorFromWorker("SystemExit", "x")) is SneakyNetError  # only the module's own classes
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_worker_parser_accepts_every_argument_the_logic_sends(fast, tmp_path):
+    """A SegmentationOptions field passed to the worker must exist in the worker's parser too."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("segment_worker_under_test", worker.WORKER_SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    options = SegmentationOptions(device="cpu", fast=fast, overlap=0.25)
+    arguments = BoneSegmentationLogic.workerArguments(SimpleNamespace(path=tmp_path / "my bundle"), "cuda", options)
+    parsed = script.buildParser().parse_args(arguments + ["--input", "a.nrrd", "--output", "b.nrrd"])
+    assert (parsed.model, parsed.device, parsed.overlap, parsed.fast) == (str(tmp_path / "my bundle"), "cuda", 0.25, fast)

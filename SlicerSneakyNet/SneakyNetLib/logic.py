@@ -176,11 +176,16 @@ class BoneSegmentationLogic:
             job = self._prepareJob(volumeNode, options, outputSegmentationNode, onProgress, None)
         else:
             image, context, info, device = self._prepareInputs(volumeNode, options, outputSegmentationNode)
-            arguments = ["--model", str(info.path), "--device", device, "--overlap", str(options.overlap)]
-            job = WorkerProcessJob(image, arguments + (["--fast"] if options.fast else []), context,
-                                   onProgress=onProgress)
+            job = WorkerProcessJob(image, self.workerArguments(info, device, options), context, onProgress=onProgress)
         self.job = job.start()  # only a started job blocks the next one
         return self.job
+
+    @staticmethod
+    def workerArguments(info, device: str, options: SegmentationOptions) -> list[str]:
+        """The worker script's options for one job (a new SegmentationOptions field that changes the
+        prediction needs its flag here and in ``Scripts/segment_worker.py``'s parser)."""
+        arguments = ["--model", str(info.path), "--device", device, "--overlap", str(options.overlap)]
+        return arguments + (["--fast"] if options.fast else [])
 
     def finishSegmentation(self, job) -> SegmentationResult:
         """Put a finished job's labels into the scene (main thread only).

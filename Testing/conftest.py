@@ -5,6 +5,8 @@
   ``lite`` network saved with ``sneakynet.bundle.save_bundle`` (same code path, no training).
 - ``phantom_ct``: a small synthetic upper-body CT (4 mm, field of view cut to 40 %, about
   45 bones) so one prediction takes seconds on two CPU cores.
+- ``module_file``: SneakyNet.py imported with stand-ins for the application-only parts
+  (Qt, ScriptedLoadableModule, parameterNodeWrapper).
 """
 from __future__ import annotations
 
@@ -64,3 +66,53 @@ def make_phantom(seed: int, spacing=PHANTOM_SPACING, fov_scale: float = PHANTOM_
 def phantom_ct():
     """One small phantom CT (seed 3) and its reference labels."""
     return make_phantom(3)
+
+
+@pytest.fixture
+def module_file(monkeypatch):
+    """SneakyNet.py imported with minimal stand-ins for the parts only the Slicer application has.
+
+    The stand-in ScriptedLoadableModuleLogic has the real one's constructor chain
+    (``super().__init__()``, moduleName from the class name), so base-class order mistakes fail
+    here as they would in Slicer. Qt is an empty module: the widget is not instantiated.
+    """
+    import importlib.util
+    import types
+    import unittest
+
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModule:
+        def __init__(self, parent):
+            self.parent = parent
+
+    class ScriptedLoadableModuleWidget:
+        def __init__(self, parent=None):
+            self.parent = parent
+
+    class ScriptedLoadableModuleLogic:
+        def __init__(self, parent=None):
+            super().__init__()
+            self.moduleName = self.__class__.__name__
+            if self.moduleName.endswith("Logic"):
+                self.moduleName = self.moduleName[:-5]
+            self.isSingletonParameterNode = True
+
+    class ScriptedLoadableModuleTest(unittest.TestCase):
+        def delayDisplay(self, message, msec=None):
+            self.displayed = getattr(self, "displayed", []) + [message]
+
+    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
+                ScriptedLoadableModuleTest):
+        setattr(slm, cls.__name__, cls)
+    pnw = types.ModuleType("slicer.parameterNodeWrapper")
+    pnw.parameterNodeWrapper = lambda cls: cls
+    pnw.Choice = lambda choices: ("Choice", tuple(choices))
+    pnw.WithinRange = lambda low, high: ("WithinRange", low, high)
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", slm)
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", pnw)
+    monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
+    spec = importlib.util.spec_from_file_location("SneakyNet_under_test", MODULE_DIR / "SneakyNet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

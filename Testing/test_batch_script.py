@@ -18,7 +18,7 @@ from conftest import make_phantom
 from sneakynet.labels import load_label_table
 
 REPO = Path(__file__).resolve().parents[1]
-BATCH = REPO / "SlicerSneakyNet" / "batch_segment.py"
+BATCH = REPO / "SlicerSneakyNet" / "Scripts" / "batch_segment.py"
 
 
 def run_batch(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from conftest import demo_model_available
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = REPO / "SlicerSneakyNet"
@@ -147,55 +145,6 @@ def test_widget_only_calls_logic_methods_that_exist(tree):
         assert hasattr(BoneSegmentationLogic, name) or name in own, f"self.logic.{name} does not exist"
 
 
-@pytest.fixture
-def module_file(monkeypatch):
-    """SneakyNet.py imported with minimal stand-ins for the parts only the Slicer application has.
-
-    The stand-in ScriptedLoadableModuleLogic has the real one's constructor chain
-    (``super().__init__()``, moduleName from the class name), so base-class order mistakes fail
-    here as they would in Slicer. Qt is an empty module: the widget is not instantiated.
-    """
-    import importlib.util
-    import types
-    import unittest
-
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-
-    class ScriptedLoadableModule:
-        def __init__(self, parent):
-            self.parent = parent
-
-    class ScriptedLoadableModuleWidget:
-        def __init__(self, parent=None):
-            self.parent = parent
-
-    class ScriptedLoadableModuleLogic:
-        def __init__(self, parent=None):
-            super().__init__()
-            self.moduleName = self.__class__.__name__
-            if self.moduleName.endswith("Logic"):
-                self.moduleName = self.moduleName[:-5]
-            self.isSingletonParameterNode = True
-
-    class ScriptedLoadableModuleTest(unittest.TestCase):
-        pass
-
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
-                ScriptedLoadableModuleTest):
-        setattr(slm, cls.__name__, cls)
-    pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.parameterNodeWrapper = lambda cls: cls
-    pnw.Choice = lambda choices: ("Choice", tuple(choices))
-    pnw.WithinRange = lambda low, high: ("WithinRange", low, high)
-    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", slm)
-    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", pnw)
-    monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
-    spec = importlib.util.spec_from_file_location("SneakyNet_under_test", MODULE_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_module_logic_is_the_gui_free_logic_on_the_given_scene(module_file):
     import slicer
 
@@ -207,12 +156,19 @@ def test_module_logic_is_the_gui_free_logic_on_the_given_scene(module_file):
     assert logic.moduleName == "SneakyNet" and logic.missingDependencies() == []
 
 
-def test_help_text_names_the_demo_model_and_cites_the_paper(module_file):
+def test_help_text_names_the_demo_model_and_cites_the_paper(module_file, monkeypatch):
     from types import SimpleNamespace
 
+    import slicer
+
+    connections = []
+    monkeypatch.setattr(slicer, "app", SimpleNamespace(connect=lambda *args: connections.append(args)), raising=False)
     parent = SimpleNamespace()
     module_file.SneakyNet(parent)
+    # the sample data is registered once the application (and its Sample Data module) has started
+    assert connections == [("startupCompleted()", module_file.registerSampleData)]
     assert parent.title == "SneakyNet" and parent.categories == ["Segmentation"]
+    assert "SneakyNetPhantomCT" in parent.helpText and "Scripts/batch_segment.py" in parent.helpText
     assert "phantom-trained, not for clinical use" in parent.helpText
     assert "Schnider" in parent.helpText
     assert "Improved distinct bone segmentation in upper-body CT through multi-resolution networks" in parent.helpText
@@ -232,31 +188,16 @@ def test_module_cmake_lists_match_the_files_on_disk():
     assert "set(MODULE_NAME SneakyNet)" in text
     scripts = cmake_list(text, "MODULE_PYTHON_SCRIPTS")
     resources = cmake_list(text, "MODULE_PYTHON_RESOURCES")
-    on_disk_py = sorted(str(p.relative_to(MODULE)) for p in MODULE.rglob("*.py") if "__pycache__" not in p.parts)
-    on_disk_res = sorted(str(p.relative_to(MODULE)) for p in (MODULE / "Resources").rglob("*") if p.is_file())
+    on_disk_py = sorted(p.relative_to(MODULE).as_posix() for p in MODULE.rglob("*.py")
+                        if "__pycache__" not in p.parts and p.parts[len(MODULE.parts)] != "Scripts")
+    on_disk_res = sorted(p.relative_to(MODULE).as_posix() for folder in ("Resources", "Scripts")
+                         for p in (MODULE / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     assert sorted(scripts) == on_disk_py
     assert sorted(resources) == on_disk_res
+    # Slicer loads every top-level .py of the module folder as a module: only SneakyNet.py may be there
+    assert [p.name for p in MODULE.glob("*.py")] == ["SneakyNet.py"]
+    assert "Scripts/batch_segment.py" in resources and "Scripts/segment_worker.py" in resources
     assert "WITH_GENERIC_TESTS" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
-
-
-def test_extension_cmake_has_the_metadata_and_its_images_exist():
-    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
-    assert "project(SlicerSneakyNet)" in text
-    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
-                "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
-        assert re.search(rf"set\({key} \S", text), key
-    assert 'set(EXTENSION_CATEGORY "Segmentation")' in text
-    for line in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(SlicerSneakyNet)",
-                 "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
-        assert line in text
-    raw = re.search(r'set\(SNEAKYNET_RAW_URL "([^"]+)"\)', text).group(1)
-    for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
-        url = re.search(rf'set\({key} "([^"]+)"\)', text).group(1).replace("${SNEAKYNET_RAW_URL}", raw)
-        relative = url[len(raw) + 1:]
-        if key == "EXTENSION_SCREENSHOTURLS" and not (REPO / relative).is_file() and not demo_model_available():
-            pytest.skip("the screenshot is rendered from the demo model (Testing/make_extension_images.py "
-                        "screenshot), which is not built yet")
-        assert (REPO / relative).is_file(), f"{key} points at {relative}, which is not in the repository"
 
 
 def test_icons_are_128_pixel_pngs():

@@ -22,8 +22,9 @@ from typing import Callable
 TORCH_REQUIREMENT = ">=2.4"
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # import name -> pip requirement; Slicer already ships numpy, vtk and SimpleITK builds of its own
+# (psutil: the worker process's watchdog and process-tree kill, as SlicerMONAIAuto3DSeg uses it)
 CORE_EXTRAS = {"safetensors": "safetensors>=0.4", "tqdm": "tqdm>=4.66", "pygltflib": "pygltflib>=1.16",
-               "scipy": "scipy>=1.11", "matplotlib": "matplotlib>=3.8"}
+               "scipy": "scipy>=1.11", "matplotlib": "matplotlib>=3.8", "psutil": "psutil>=5.9"}
 REQUIRED = {"torch": "PyTorch", "SimpleITK": "SimpleITK", "sneakynet": "SneakyNet core (sneakynet)"}
 TORCH_BACKENDS = ("cpu", "cuda", "auto")
 
@@ -33,7 +34,7 @@ class InstallStep:
     """One thing :func:`installDependencies` will do: a human description and the pip arguments."""
 
     description: str
-    pipArguments: str
+    pipArguments: list[str]  # one list item per argument: a path with spaces or backslashes stays whole
     approxDownloadMB: int
     viaPyTorchUtils: bool = False
 
@@ -79,24 +80,24 @@ def installPlan(missing: list[str], torchBackend: str = "cpu", pyTorchUtilsAvail
         size = 200 if torchBackend == "cpu" else 2500
         if pyTorchUtilsAvailable:
             steps.append(InstallStep(f"PyTorch ({torchBackend} build) via the PyTorch Utils module",
-                                     f"torch{TORCH_REQUIREMENT}", size, viaPyTorchUtils=True))
+                                     [f"torch{TORCH_REQUIREMENT}"], size, viaPyTorchUtils=True))
         elif torchBackend == "cpu":
             steps.append(InstallStep("PyTorch (CPU build) from the PyTorch wheel index",
-                                     f"torch{TORCH_REQUIREMENT} --index-url {CPU_TORCH_INDEX}", size))
+                                     [f"torch{TORCH_REQUIREMENT}", "--index-url", CPU_TORCH_INDEX], size))
         else:
             steps.append(InstallStep("PyTorch (default PyPI build; CUDA on Linux, CPU on Windows/macOS)",
-                                     f"torch{TORCH_REQUIREMENT}", size))
+                                     [f"torch{TORCH_REQUIREMENT}"], size))
     if "SimpleITK" in missing:
-        steps.append(InstallStep("SimpleITK", "SimpleITK>=2.3", 60))
+        steps.append(InstallStep("SimpleITK", ["SimpleITK>=2.3"], 60))
     if "sneakynet" in missing:
         location = coreLocation or coreSource()
         steps.append(InstallStep(f"SneakyNet core from {location} (without re-installing vtk/SimpleITK)",
-                                 f"--no-deps {location}", 1))
+                                 ["--no-deps", location], 1))
     extras = [requirement for name, requirement in CORE_EXTRAS.items()
               if name in missing or ("sneakynet" in missing and not isImportable(name))]
     if extras:
         steps.append(InstallStep("small helper packages: " + ", ".join(e.split(">")[0] for e in extras),
-                                 " ".join(extras), 60))
+                                 extras, 60))
     return steps
 
 
@@ -136,8 +137,8 @@ def installDependencies(torchBackend: str = "cpu", log: Callable[[str], None] = 
                 if torchUtils.installTorch(askConfirmation=False, forceComputationBackend=backend,
                                            torchVersionRequirement=TORCH_REQUIREMENT) is None:
                     raise DependencyError("PyTorch was not installed (PyTorch Utils gave up).")
-            else:
-                slicer.util.pip_install(step.pipArguments)
+            else:  # a list, never one string: Slicer's pip_install shlex-splits strings (eats "\\", splits at " ")
+                slicer.util.pip_install(list(step.pipArguments))
         except DependencyError:
             raise
         except Exception as exc:  # pip reports failures as CalledProcessError or RuntimeError

@@ -1,4 +1,8 @@
-"""One bone segmentation running in a worker thread, polled by the GUI (no Qt, no MRML here).
+"""One bone segmentation running in a thread of this process (no Qt, no MRML here).
+
+The Slicer GUI runs predictions in a worker *process* (``worker.py``); this in-process job serves
+scripts (``batch_segment.py`` is already a process of its own), tests with stand-in predictors,
+and the worker script itself, which shares :func:`translateError`.
 
 The worker only touches SimpleITK images and the predictor: the MRML scene is read before the
 job starts (volume -> image) and written after it finished (image -> segmentation node), both
@@ -126,6 +130,12 @@ class SegmentationJob:
     def cancelRequested(self) -> bool:
         return self._token.cancelled
 
+    @property
+    def device(self) -> str:
+        """The device the prediction ran on ('' before the model was loaded)."""
+        predictor = self.predictor
+        return str(getattr(predictor, "device", "") or getattr(getattr(predictor, "stats", None), "device", ""))
+
     # ----------------------------------------------------------------- internals
     def _report(self, fraction: float, message: str) -> None:
         with self._lock:
@@ -155,6 +165,10 @@ def translateError(exc: BaseException) -> SneakyNetError:
         from sneakynet.geometry import InputImageError
     except ImportError:  # pragma: no cover
         InputImageError = ()  # type: ignore[assignment]
+    from sneakynet.io import ImageReadError
+
+    if isinstance(exc, ImageReadError):
+        return InputVolumeError(str(exc))
     if BundleError and isinstance(exc, BundleError):
         return ModelError(f"The model bundle cannot be used: {exc}")
     if isinstance(exc, FileNotFoundError):

@@ -8,8 +8,11 @@ it. No Qt here. Typical use::
     result = logic.segment(ctVolumeNode, SegmentationOptions(device="cpu"))   # blocking
     logic.exportMeshes(result.segmentationNode, "meshes/", fmt="stl")
 
-The GUI uses :meth:`startSegmentation` (returns a running :class:`SegmentationJob`), polls it
-with a QTimer, and calls :meth:`finishSegmentation` on the main thread when it is done.
+The GUI uses :meth:`startSegmentation` (returns a running job: by default a
+:class:`~SneakyNetLib.worker.WorkerProcessJob`, so a torch crash or an out-of-memory kill cannot
+take Slicer down and Cancel is instant), polls it with a QTimer, and calls
+:meth:`finishSegmentation` on the main thread when it is done. :meth:`segment` (scripts) runs in
+the calling thread.
 
 Scene changes happen only in :meth:`finishSegmentation`, after the prediction succeeded: bad
 input, a missing model, a failure or a cancel leave the scene untouched.
@@ -29,6 +32,7 @@ import slicer
 from . import segments, volumes
 from .errors import ExportError, InputVolumeError, ModelError, SegmentationCancelled, SneakyNetError
 from .job import CANCELLED, DONE, SegmentationJob
+from .worker import WorkerProcessJob
 
 DEVICES = {"auto": "auto", "gpu": "cuda", "cuda": "cuda", "cpu": "cpu"}
 MESH_FORMATS = ("glb", "gltf", "obj", "stl", "ply")
@@ -81,13 +85,15 @@ class _JobContext:
 class BoneSegmentationLogic:
     """Segment the bones of CT volume nodes of one MRML scene with a SneakyNet model."""
 
-    def __init__(self, scene: slicer.vtkMRMLScene) -> None:
+    def __init__(self, scene: slicer.vtkMRMLScene, useWorkerProcess: bool = True) -> None:
+        """``useWorkerProcess``: :meth:`startSegmentation` predicts in a worker process (True) or a thread."""
         if scene is None:
             raise ValueError("BoneSegmentationLogic needs an MRML scene")
         self.scene = scene
+        self.useWorkerProcess = useWorkerProcess
         self._predictors: dict[tuple, object] = {}
         self._predictorLock = threading.Lock()
-        self.job: SegmentationJob | None = None
+        self.job: SegmentationJob | WorkerProcessJob | None = None
         segments.registerClosedSurfaceConverters()
 
     # ------------------------------------------------------------------ environment
@@ -159,17 +165,29 @@ class BoneSegmentationLogic:
 
     # ------------------------------------------------------------------ segmentation
     def startSegmentation(self, volumeNode, options: SegmentationOptions = SegmentationOptions(),
-                          outputSegmentationNode=None) -> SegmentationJob:
-        """Check inputs and model, then predict in a worker thread; returns the running job.
+                          outputSegmentationNode=None, onProgress: ProgressCallback | None = None):
+        """Check inputs and model, then predict in a worker process (or thread); returns the running job.
 
         Raises :class:`SneakyNetError` subclasses for bad input (nothing started, scene unchanged).
         Poll ``job.poll()``; when it is finished call :meth:`finishSegmentation` (main thread).
+        ``onProgress`` is called from the job's reader/worker thread, not the GUI thread.
         """
-        job = self._prepareJob(volumeNode, options, outputSegmentationNode, None, None)
-        self.job = job
-        return job.start()
+        if not self.useWorkerProcess:
+            job = self._prepareJob(volumeNode, options, outputSegmentationNode, onProgress, None)
+        else:
+            image, context, info, device = self._prepareInputs(volumeNode, options, outputSegmentationNode)
+            job = WorkerProcessJob(image, self.workerArguments(info, device, options), context, onProgress=onProgress)
+        self.job = job.start()  # only a started job blocks the next one
+        return self.job
 
-    def finishSegmentation(self, job: SegmentationJob) -> SegmentationResult:
+    @staticmethod
+    def workerArguments(info, device: str, options: SegmentationOptions) -> list[str]:
+        """The worker script's options for one job (a new SegmentationOptions field that changes the
+        prediction needs its flag here and in ``Scripts/segment_worker.py``'s parser)."""
+        arguments = ["--model", str(info.path), "--device", device, "--overlap", str(options.overlap)]
+        return arguments + (["--fast"] if options.fast else [])
+
+    def finishSegmentation(self, job) -> SegmentationResult:
         """Put a finished job's labels into the scene (main thread only).
 
         Raises :class:`SegmentationCancelled` or the job's error without touching the scene.
@@ -190,11 +208,9 @@ class BoneSegmentationLogic:
                                    "while it was being segmented; nothing was added.")
         outputNode = self.scene.GetNodeByID(context.outputNodeId) if context.outputNodeId else None
         segmentationNode, labelIds = self._putLabelsInScene(job.result, volumeNode, outputNode, context.options)
-        stats = getattr(job.predictor, "stats", None)
         return SegmentationResult(
             segmentationNode=segmentationNode, labels=job.result, labelIds=labelIds, seconds=status.elapsed,
-            device=str(getattr(job.predictor, "device", "")) or getattr(stats, "device", ""),
-            modelDescription=context.modelDescription, demoModel=context.demoModel,
+            device=job.device, modelDescription=context.modelDescription, demoModel=context.demoModel,
             warnings=list(context.warnings))
 
     def segment(self, volumeNode, options: SegmentationOptions = SegmentationOptions(),
@@ -210,11 +226,21 @@ class BoneSegmentationLogic:
         return self.finishSegmentation(job)
 
     def cancel(self) -> None:
-        """Cancel the running background job, if any (it ends as 'cancelled' within a tile batch)."""
+        """Cancel the running background job, if any (a worker process is killed at once)."""
         if self.job is not None:
             self.job.cancel()
 
     def _prepareJob(self, volumeNode, options, outputSegmentationNode, progress, cancel) -> SegmentationJob:
+        """An in-process job (not started) after the checks of :meth:`_prepareInputs`."""
+        image, context, info, device = self._prepareInputs(volumeNode, options, outputSegmentationNode)
+
+        def predictorFactory():
+            return self._predictor(info, device, options)
+
+        return SegmentationJob(image, predictorFactory, context, cancelToken=cancel, onProgress=progress)
+
+    def _prepareInputs(self, volumeNode, options, outputSegmentationNode):
+        """Check everything before a job starts; (CT image, job context, bundle info, device)."""
         if self.job is not None and not self.job.poll().finished:
             raise SneakyNetError("A segmentation is already running; wait for it or cancel it.")
         missing = self.missingDependencies()
@@ -238,11 +264,7 @@ class BoneSegmentationLogic:
                               options, self.describeModel(info), bool(info.demo), tuple(warnings))
         for warning in warnings:
             logging.warning(warning)
-
-        def predictorFactory():
-            return self._predictor(info, device, options)
-
-        return SegmentationJob(image, predictorFactory, context, cancelToken=cancel, onProgress=progress)
+        return image, context, info, device
 
     def _predictor(self, info, device: str, options: SegmentationOptions):
         """A cached ``sneakynet.infer.Predictor`` (loading a model takes a while; runs in the worker)."""

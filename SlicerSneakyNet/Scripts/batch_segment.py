@@ -3,8 +3,11 @@
 
 Runs inside Slicer or in plain Python with the slicer-core package::
 
-    Slicer --no-main-window --python-script batch_segment.py --input CTs/ --output out/ [--export-meshes]
-    python batch_segment.py --input CTs/ --output out/ --model my_bundle/ --device cpu
+    Slicer --no-main-window --python-script Scripts/batch_segment.py --input CTs/ --output out/ [--export-meshes]
+    python Scripts/batch_segment.py --input CTs/ --output out/ --model my_bundle/ --device cpu
+
+It lives in the module's ``Scripts/`` folder (a resource, as SlicerMONAIAuto3DSeg keeps its
+inference script), so Slicer does not try to load it as a module at start-up.
 
 For each case (a CT file .nrrd/.nii/.nii.gz/.mha/.mhd, or a sub-folder holding one DICOM series)
 it writes ``<output>/<case>.seg.nrrd`` (one named, coloured segment per bone, SNOMED terminology)
@@ -24,8 +27,9 @@ import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Slicer's --python-script may run this without __file__; its sys.argv[0] is the script then
-MODULE_DIR = Path(globals().get("__file__") or sys.argv[0]).resolve().parent
+# Slicer's --python-script may run this without __file__; its sys.argv[0] is the script then.
+# The module folder (SneakyNetLib) is the parent of Scripts/, in the source tree and installed.
+MODULE_DIR = Path(globals().get("__file__") or sys.argv[0]).resolve().parent.parent
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 

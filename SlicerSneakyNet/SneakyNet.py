@@ -299,6 +299,7 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSegmentButton(self) -> None:
         if not self.offerDependencyInstall():
             return
+        self._loadTerminology()
         node = self._parameterNode
         try:
             self._job = self.logic.startSegmentation(node.inputVolume, self.currentOptions(), node.outputSegmentation)
@@ -309,6 +310,15 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._status("Starting...")
         self._checkCanApply()
         self._pollTimer.start()
+
+    def _loadTerminology(self) -> None:
+        """Make the Segment Editor's terminology selector list the 125 bones (loaded once per Slicer run)."""
+        from SneakyNetLib.terminology import loadSneakyNetTerminology
+
+        try:
+            loadSneakyNetTerminology()
+        except SneakyNetError as exc:  # names still show; only the selector lacks the bones
+            logging.warning(str(exc))
 
     def onCancelButton(self) -> None:
         if self._job is not None:

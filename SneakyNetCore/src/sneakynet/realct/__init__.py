@@ -37,10 +37,11 @@ def evaluate_case(ct: str | os.PathLike | sitk.Image, prediction: str | os.PathL
     neighbour); ``exclude`` names the SneakyNet bones the case's notes say not to score.
     Bad input raises :class:`RealCTInputError` naming the file.
     """
+    exclude_ids = exclusion_ids(exclude)
     image = read_ct(ct) if not isinstance(ct, sitk.Image) else sitk.Cast(ct, sitk.sitkFloat32)
     pred = prediction_on_grid(prediction, image)
     ref = reference_on_grid(reference, image, reference_format)
     try:
-        return score_case(image, pred, ref, exclusion_ids(exclude), coarse_merges(reference_format))
+        return score_case(image, pred, ref, exclude_ids, coarse_merges(reference_format))
     except ValueError as exc:
         raise RealCTInputError(f"{ct if not isinstance(ct, sitk.Image) else 'CT'}: {exc}") from None

@@ -124,7 +124,7 @@ def prediction_on_grid(prediction: str | os.PathLike | sitk.Image, grid: sitk.Im
     return _check_values(_on_grid(image, grid), NUM_CLASSES, source, "SneakyNet label").astype(np.uint8)
 
 
-def exclusion_ids(names: Iterable[str], source: str = "case list") -> list[int]:
+def exclusion_ids(names: Iterable[str], source: str = "bones to leave out") -> list[int]:
     """SneakyNet ids of the bones to leave out; unknown names raise an error naming ``source``."""
     table = load_label_table()
     ids = []
@@ -132,5 +132,5 @@ def exclusion_ids(names: Iterable[str], source: str = "case list") -> list[int]:
         try:
             ids.append(table.by_name(name).id)
         except KeyError:
-            raise RealCTInputError(f"{source}: bone to leave out {name!r} is not a SneakyNet bone name") from None
+            raise RealCTInputError(f"{source}: {name!r} is not a SneakyNet bone name (see sneakynet info)") from None
     return ids

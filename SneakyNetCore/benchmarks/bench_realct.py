@@ -82,17 +82,22 @@ def predictor_name(predictor) -> str:
 
 
 def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, device: str = "cpu",
-                  figures: Path | None = None) -> tuple[str, list[dict]]:
-    """Run every case; returns the printed table and the JSON records."""
+                  figures: Path | None = None, fast: bool = False, bones: bool = False) -> tuple[str, list[dict]]:
+    """Run every case; returns the printed table (with per-bone lines if ``bones``) and the JSON
+    records. ``fast``: no tile overlap (quick checks only; the documented table uses the default
+    overlap, as ``sneakynet segment`` does)."""
     from sneakynet.infer import Predictor
 
-    predictor = Predictor(model, device=device, log=lambda m: None)
+    predictor = Predictor(model, device=device, fast=fast, log=lambda m: None)
     records = [run_case(predictor, case, data, figures) for case in cases]
     extra = {"prediction time (s)": [f"{r['seconds']:.1f}" for r in records]}
-    table = format_table([(r["case"], r.pop("score_object")) for r in records], extra)
+    scores = [(r["case"], r.pop("score_object")) for r in records]
+    table = format_table(scores, extra)
+    if bones:
+        table += "".join(f"\n\n{name}:\n{format_bones(score)}" for name, score in scores)
     stamp = {"date": datetime.date.today().isoformat(), "model": predictor_name(predictor),
              "bundle": str(model) if model else "bundled demo model", "device": str(predictor.device),
-             "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+             "fast": fast, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     return table, [{**stamp, **r} for r in records]
 
 
@@ -112,20 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", type=Path, default=HERE.parent / "docs" / "bench_realct.jsonl",
                         help="JSON lines output (replaced)")
     parser.add_argument("--figures", type=Path, default=None, help="folder for one PNG per case")
+    parser.add_argument("--fast", action="store_true", help="no tile overlap (quick check; not for the docs)")
     parser.add_argument("--bones", action="store_true", help="also print per-bone DSC, level and side per case")
     args = parser.parse_args(argv)
     try:
         cases = load_cases(args.cases)
         if not args.data.is_dir():
             raise RealCTInputError(f"{args.data}: shared data folder not found (give it with --data)")
-        table, records = run_benchmark(cases, args.data, args.model, args.device, args.figures)
+        table, records = run_benchmark(cases, args.data, args.model, args.device, args.figures, args.fast,
+                                       args.bones)
     except (RealCTInputError, FileNotFoundError, ValueError) as exc:
         print(f"bench_realct: error: {exc}", file=sys.stderr)
         return 2
     print(table)
-    if args.bones:
-        for r in records:
-            print(f"\n{r['case']}:\n" + "\n".join(f"  {b:<16} DSC {d:.2f}" for b, d in r["score"]["bone_dsc"].items()))
     write_records(records, args.record)
     print(f"wrote {os.path.relpath(args.record)}" + (f" and figures in {os.path.relpath(args.figures)}" if args.figures else ""))
     return 0

@@ -10,7 +10,8 @@ array axes.
 * ``bone_like_share``: share of labelled voxels above ``BONE_LIKE_HU`` (150 HU) -- labels on
   soft tissue or air pull it down;
 * ``dense_labelled_share``: share of dense voxels (above ``DENSE_HU``, 300 HU) inside the body
-  that carry a label -- bone the labels miss pulls it down.
+  that carry a label -- bone the labels miss pulls it down;
+* ``outside_body_share``: share of labelled voxels outside the body mask (the scanner table, air).
 Both are calibrated on the references (the reference's own values are reported beside them):
 real bone is mostly marrow, so even a perfect label map is far from 1 on the first.
 """
@@ -101,6 +102,7 @@ def reference_free(ct_hu: np.ndarray, labels: np.ndarray, body: np.ndarray) -> d
     return {
         "bone_like_share": float((ct_hu[labelled] > BONE_LIKE_HU).sum() / n_lab) if n_lab else float("nan"),
         "dense_labelled_share": float((dense & labelled).sum() / n_dense) if n_dense else float("nan"),
+        "outside_body_share": float((labelled & ~body).sum() / n_lab) if n_lab else float("nan"),
         "labelled_voxels": n_lab,
         "dense_voxels": n_dense,
     }

@@ -39,6 +39,8 @@ def measure_rows(score: RealCTScore) -> dict[str, str]:
                                                        score.reference_checks["bone_like_share"])
     rows["ref-free: body voxels > 300 HU labelled"] = _pair(score.checks["dense_labelled_share"],
                                                             score.reference_checks["dense_labelled_share"])
+    rows["ref-free: labelled voxels outside the body"] = _pair(score.checks["outside_body_share"],
+                                                               score.reference_checks["outside_body_share"])
     return rows
 
 

@@ -215,3 +215,16 @@ def test_benchmark_end_to_end_on_the_dicom_slab(tmp_path):
     assert all(s["correct"] for s in score["reference_sides"]) and len(score["reference_sides"]) == 16
     bench_realct.write_records(records, tmp_path / "r.jsonl")
     assert json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])["case"] == cases[0]["name"]
+
+
+def test_body_keeps_an_arm_apart_from_the_trunk_but_not_the_table():
+    from sneakynet.realct.checks import body_parts, midline_x
+
+    hu = np.full((12, 40, 60), -1000.0, np.float32)
+    hu[:, 5:30, 10:40] = 0.0  # trunk
+    hu[:, 10:20, 44:52] = 0.0  # an arm, apart from the trunk (patient left: high i in LPS)
+    hu[:, 34:35, 5:55] = 200.0  # a thin table shell below the patient
+    ct = image(hu, spacing=(1.0, 1.0, 1.0))
+    body, torso = body_parts(ct)
+    assert body[:, 15, 48].all() and not body[:, 34, :].any() and not torso[:, 15, 48].any()
+    assert midline_x(ct, torso) == pytest.approx(24.5)  # the trunk's centre, not pulled by the arm

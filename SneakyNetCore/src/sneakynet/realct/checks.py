@@ -4,9 +4,9 @@ Everything physical is done in ITK's LPS world space: +x points to the patient's
 the image's orientation, so the side of a bone is read from the direction cosines, not from
 array axes.
 
-* body mask: CT above ``BODY_HU`` (-500 HU), largest 6-connected piece (drops the scanner table
-  and anything else not touching the body);
-* midline: the body mask's centre of mass along the patient's left-right (LPS x) axis;
+* body mask: CT above ``BODY_HU`` (-500 HU): the largest connected piece (the torso) and every
+  other big piece that is not thin (arms apart from the trunk), not the scanner table;
+* midline: the torso's centre of mass along the patient's left-right (LPS x) axis;
 * ``bone_like_share``: share of labelled voxels above ``BONE_LIKE_HU`` (150 HU) -- labels on
   soft tissue or air pull it down;
 * ``dense_labelled_share``: share of dense voxels (above ``DENSE_HU``, 300 HU) inside the body
@@ -27,13 +27,26 @@ from sneakynet.labels import load_label_table
 BODY_HU = -500.0
 BONE_LIKE_HU = 150.0
 DENSE_HU = 300.0
+OPENING_MM = 3.0
 
 
-def body_mask(ct: sitk.Image) -> np.ndarray:
-    """Boolean (k, j, i) mask of the body: above ``BODY_HU``, largest connected piece only."""
+def body_parts(ct: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (k, j, i) masks ``(body, torso)``.
+
+    Pieces above ``BODY_HU`` (6-connected); the torso is the largest, the body adds every piece
+    of at least 1 % of its size that is not thin: half of it must survive a 3 mm morphological
+    opening. That keeps arms lying apart from the trunk and drops the scanner table's shells.
+    """
     above = sitk.BinaryThreshold(ct, BODY_HU, 1e9, 1, 0)
-    pieces = sitk.RelabelComponent(sitk.ConnectedComponent(above), sortByObjectSize=True)
-    return sitk.GetArrayFromImage(pieces) == 1
+    pieces = sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(above), sortByObjectSize=True))
+    radius = [max(1, int(round(OPENING_MM / s))) for s in ct.GetSpacing()]
+    thick = sitk.GetArrayViewFromImage(sitk.BinaryMorphologicalOpening(above, radius, sitk.sitkBall)) > 0
+    size = np.bincount(pieces.reshape(-1))
+    kept = np.bincount(pieces[thick], minlength=size.size)
+    if size.size < 2:
+        return np.zeros(pieces.shape, bool), np.zeros(pieces.shape, bool)
+    body_ids = [c for c in range(1, size.size) if size[c] >= 0.01 * size[1] and kept[c] >= 0.5 * size[c]]
+    return np.isin(pieces, body_ids), pieces == 1
 
 
 def physical_centroid(image: sitk.Image, mask: np.ndarray) -> np.ndarray | None:
@@ -58,9 +71,9 @@ def label_centroids(image: sitk.Image, labels: np.ndarray) -> dict[int, np.ndarr
         [float(s[c] / counts[c]) for s in sums])) for c in present}
 
 
-def midline_x(ct: sitk.Image, body: np.ndarray) -> float:
-    """LPS x (mm, + = patient left) of the body's centre along the left-right axis."""
-    centre = physical_centroid(ct, body)
+def midline_x(ct: sitk.Image, torso: np.ndarray) -> float:
+    """LPS x (mm, + = patient left) of the torso's centre along the left-right axis."""
+    centre = physical_centroid(ct, torso)
     if centre is None:
         raise ValueError("the CT has no body voxels above -500 HU, so it has no midline")
     return float(centre[0])

@@ -26,7 +26,7 @@ from sneakynet.labels import load_label_table
 from sneakynet.metrics import confusion_matrix, dice_from_confusion
 from sneakynet.realct.checks import (
     SideCheck,
-    body_mask,
+    body_parts,
     label_centroids,
     midline_x,
     reference_free,
@@ -155,8 +155,8 @@ def score_case(ct: sitk.Image, pred: np.ndarray, ref: np.ndarray, exclude: list[
     table = load_label_table()
     overlap = overlap_scores(pred, ref, exclude, merge_lut)
     hu = sitk.GetArrayViewFromImage(ct)
-    body = body_mask(ct)
-    midline = midline_x(ct, body)
+    body, torso = body_parts(ct)
+    midline = midline_x(ct, torso)
     pred_centres, ref_centres = label_centroids(ct, pred), label_centroids(ct, ref)
     present = overlap["present"]
     return RealCTScore(

@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(table)
     write_records(records, args.record)
-    print(f"wrote {os.path.relpath(args.record)}" + (f" and figures in {os.path.relpath(args.figures)}" if args.figures else ""))
+    figures = f" and figures in {os.path.relpath(args.figures)}" if args.figures else ""
+    print(f"wrote {os.path.relpath(args.record)}{figures}")
     return 0
 
 

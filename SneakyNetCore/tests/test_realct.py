@@ -228,3 +228,21 @@ def test_body_keeps_an_arm_apart_from_the_trunk_but_not_the_table():
     body, torso = body_parts(ct)
     assert body[:, 15, 48].all() and not body[:, 34, :].any() and not torso[:, 15, 48].any()
     assert midline_x(ct, torso) == pytest.approx(24.5)  # the trunk's centre, not pulled by the arm
+
+
+def test_case_figure_writes_a_png(tmp_path):
+    pytest.importorskip("vtkmodules.vtkRenderingOpenGL2")
+    from matplotlib.image import imread
+
+    from sneakynet.realct.figure import case_figure, slice_positions, top_labels
+
+    ref = np.zeros((16, 24, 24), np.uint8)
+    ref[4:12, 14:20, 10:14] = bid("vertebra_L2")
+    ref[6:10, 8:12, 2:6] = bid("hip_right")
+    pred = np.where(ref == bid("hip_right"), bid("hip_left"), ref).astype(np.uint8)
+    ct = ct_like(ref, direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    assert slice_positions(ref) == (8, 15, 12)  # axial/coronal through all bones (j 14.75), sagittal: spine
+    assert top_labels(pred, 1) == "vertebra_L2 75 %"  # 192 of 256 labelled voxels
+    png = case_figure(ct, pred, ref, [bid("hip_right")], tmp_path / "case.png", "tiny case")
+    image = imread(str(png))
+    assert image.shape[0] > 500 and image.shape[1] > 500 and image[..., :3].std() > 0.05

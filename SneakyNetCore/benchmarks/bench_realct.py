@@ -65,8 +65,8 @@ def run_case(predictor, case: dict, data: Path, figures: Path | None) -> dict:
         ref = reference_on_grid(ref_path, ct, case["format"])
         slug = re.sub(r"[^a-z0-9]+", "_", case["name"].lower()).strip("_")
         left_out = ", ".join(case["exclude"]) or "none"
-        title = (f"{case['name']} ({case['ct']})\nleft: {predictor_name(predictor)}; right: reference "
-                 f"({case['reference'].split('/')[-1]}; left out, grey: {left_out})")
+        title = (f"{case['name']} ({case['ct']})\nleft: {predictor_name(predictor)}\n"
+                 f"right: reference {case['reference'].split('/')[-1]} (left out, in grey: {left_out})")
         png = case_figure(ct, sitk.GetArrayFromImage(labels), ref, exclusion_ids(case["exclude"]),
                           figures / f"{slug}.png", title)
         record["figure"] = png.name
@@ -74,11 +74,12 @@ def run_case(predictor, case: dict, data: Path, figures: Path | None) -> dict:
 
 
 def predictor_name(predictor) -> str:
-    """The bundle's name, with the demo model's disclaimer."""
+    """The bundle's folder name and weights hash, with the demo model's disclaimer."""
     info = predictor.info
     if info is None:
         return "in-memory model"
-    return "demo model (phantom-trained, not for clinical use)" if info.demo else str(info.name)
+    name = f"{info.path.name} (sha256 {info.sha256[:12]})"
+    return f"demo model {name}, phantom-trained, not for clinical use" if info.demo else name
 
 
 def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, device: str = "cpu",
@@ -96,7 +97,7 @@ def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, devi
     if bones:
         table += "".join(f"\n\n{name}:\n{format_bones(score)}" for name, score in scores)
     stamp = {"date": datetime.date.today().isoformat(), "model": predictor_name(predictor),
-             "bundle": str(model) if model else "bundled demo model", "device": str(predictor.device),
+             "device": str(predictor.device),
              "fast": fast, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     return table, [{**stamp, **r} for r in records]
 

@@ -200,16 +200,22 @@ def test_cli_realct_eval(tmp_path, capsys):
     assert "missing.nii.gz" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (DATA / "totalseg_example").is_dir(), reason="shared/data/totalseg_example not available")
-def test_benchmark_end_to_end_on_the_dicom_slab(tmp_path):
+def _bench():
+    """The benchmark script as a module (it lives outside the package)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import bench_realct
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+    return bench_realct
+
+
+@pytest.mark.skipif(not (DATA / "totalseg_example").is_dir(), reason="shared/data/totalseg_example not available")
+def test_benchmark_end_to_end_on_the_dicom_slab(tmp_path):
+    bench_realct = _bench()
     cases = [c for c in bench_realct.load_cases(bench_realct.DEFAULT_CASES) if c["ct"].endswith("example_ct_dicom")]
     table, records = bench_realct.run_benchmark(cases, DATA, fast=True)
-    assert "| bones scored | 18 |" in table and "phantom-trained" in records[0]["model"]
+    assert "| bones scored | 18 |" in table and "phantom-trained, not for clinical use" in records[0]["model"]
     score = records[0]["score"]
     assert score["reference_checks"]["bone_like_share"] > 0.5  # the reference on the right voxels (not a-p flipped)
     assert all(s["correct"] for s in score["reference_sides"]) and len(score["reference_sides"]) == 16
@@ -246,3 +252,11 @@ def test_case_figure_writes_a_png(tmp_path):
     png = case_figure(ct, pred, ref, [bid("hip_right")], tmp_path / "case.png", "tiny case")
     image = imread(str(png))
     assert image.shape[0] > 500 and image.shape[1] > 500 and image[..., :3].std() > 0.05
+
+
+def test_benchmark_names_any_bundle_by_folder_and_hash():
+    from types import SimpleNamespace
+
+    bench_realct = _bench()
+    info = SimpleNamespace(demo=False, path=Path("runs") / "v2_bundle", sha256="0123456789abcdef")
+    assert bench_realct.predictor_name(SimpleNamespace(info=info)) == "v2_bundle (sha256 0123456789ab)"

@@ -140,9 +140,9 @@ def case_figure(ct: sitk.Image, pred: np.ndarray, ref: np.ndarray, excluded: Seq
         renders = {k: _render(v, ct_lps, tmp, k) for k, v in maps.items()}
     width = 5.0
     heights = _row_heights(views, width) + [width, 0.5]
-    fig = _new_figure(2 * width + 0.6, sum(heights) + 0.35 * len(heights) + 1.35)
+    fig = _new_figure(2 * width + 0.6, sum(heights) + 0.35 * len(heights) + 1.55)
     grid = fig.add_gridspec(len(heights), 2, height_ratios=heights, hspace=0.35 / np.mean(heights) + 0.05,
-                            wspace=0.06, left=0.02, right=0.98, top=1 - 1.15 / fig.get_figheight(), bottom=0.01)
+                            wspace=0.06, left=0.02, right=0.98, top=1 - 1.35 / fig.get_figheight(), bottom=0.01)
     for col, name in enumerate(maps):
         _draw_column(fig, grid, col, name, hu, arrays[name], luts[name], views, renders[name])
     fig.suptitle(title, fontsize=10)

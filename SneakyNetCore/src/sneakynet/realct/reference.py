@@ -110,8 +110,7 @@ def reference_on_grid(reference: str | os.PathLike | sitk.Image, grid: sitk.Imag
     else:
         lut = np.arange(NUM_CLASSES, dtype=np.uint8)
         _check_values(raw, NUM_CLASSES, source, "SneakyNet label")
-    arr = _check_values(_on_grid(image, grid), lut.size, source, "reference")
-    mapped = lut[arr]
+    mapped = lut[_on_grid(image, grid).astype(np.intp)]  # nearest neighbour: only values checked above
     if np.any(lut[raw.astype(np.intp)]) and not mapped.any():
         raise RealCTInputError(f"{source}: no bone of the reference lies inside the CT's field of view "
                                "(do the two images share a physical space?)")

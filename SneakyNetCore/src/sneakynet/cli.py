@@ -25,6 +25,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("demo", "demo", "phantom CT -> demo model -> labels, meshes, preview and DSC (phantom-trained, not clinical)"),
     ("segment", "segment", "segment the bones of a CT (file, DICOM folder or folder of cases)"),
     ("evaluate", "evaluate", "score predicted label maps against references (DSC, HD95, confusion)"),
+    ("realct-eval", "realct_eval", "score a label map on a real CT against a partial reference (TotalSegmentator)"),
     ("export-meshes", "export_meshes", "per-bone meshes for VR/AR/Slicer: GLB, glTF, OBJ+MTL, STL, PLY"),
     ("render", "render", "class-coloured PNG preview of a label map (anterior + lateral, optional skin)"),
     ("export-onnx", "export_onnx", "export a model bundle as one ONNX graph (target + context nets) for other runtimes"),

@@ -194,8 +194,9 @@ def test_voxels_touching_along_an_edge_or_corner_give_manifold_meshes(contact):
         assert is_closed_manifold(tri)
         if contact in ("edge", "corner"):  # vertex-manifold too: each vertex's triangles form one fan
             assert all(fan_count(tri, v) == 1 for v in np.unique(tri)), (contact, smooth, decimate)
-        if smooth == 0:  # unsmoothed SurfaceNets follows the voxel faces exactly
-            assert mesh_volume(pd) == pytest.approx(voxel_volume(img, T10), rel=1e-4)
+        if smooth == 0:  # unsmoothed SurfaceNets follows the voxel faces exactly, but for the
+            # 0.01 mm that separates the vertex copies at the contact (0.1 % of these 8-voxel blocks)
+            assert mesh_volume(pd) == pytest.approx(voxel_volume(img, T10), rel=3e-3)
 
 
 def fan_count(tri: np.ndarray, v: int) -> int:

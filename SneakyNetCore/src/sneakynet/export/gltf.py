@@ -69,6 +69,11 @@ class _BufferBuilder:
         return b"".join(self.chunks)
 
 
+def source_name(source: str) -> str:
+    """Only the input's file name: a folder path can hold a patient's name (privacy)."""
+    return source if source.startswith("<") else Path(source).name
+
+
 def build_gltf(surfaces: dict[int, vtkPolyData], table: LabelTable, source: str = "") -> tuple[pygltflib.GLTF2, bytes]:
     """The glTF document and its binary buffer for ``surfaces`` (label id -> RAS mm polydata)."""
     gltf = pygltflib.GLTF2(
@@ -80,7 +85,7 @@ def build_gltf(surfaces: dict[int, vtkPolyData], table: LabelTable, source: str 
                 "matrix_from_ras_mm": [[float(v) for v in row] for row in RAS_MM_TO_GLTF],
                 "units": "metre",
                 "label_table_version": table.version,
-                "source": source,
+                "source": source_name(source),
             },
         )
     )

@@ -288,7 +288,7 @@ def test_smoothing_changes_shape_but_not_volume(oblique):
 
 def test_glb_round_trip_names_colours_hierarchy_and_frame(glb_export):
     img, paths = glb_export
-    assert [p.name for p in paths] == ["bones.glb"] and paths[0].is_file()
+    assert [p.name for p in paths] == ["bones.glb", "bones.html"] and all(p.is_file() for p in paths)
     gltf, meshes = glb_meshes(paths[0])
     assert sorted(meshes) == sorted(TABLE.by_id(i).name for i in SOLID)
     for name, (_, _, material) in meshes.items():
@@ -466,7 +466,7 @@ def test_existing_output_folder_gets_files_added(oblique, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     paths = export_meshes(oblique, out, fmt="glb", smooth=False)
-    assert (out / "notes.txt").read_text() == "keep me" and paths == [out / "bones.glb"]
+    assert (out / "notes.txt").read_text() == "keep me" and paths == [out / "bones.glb", out / "bones.html"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -86,10 +86,7 @@ def render_labels(
     if len(size) != 2 or min(size) < 64:
         raise ValueError(f"image size must be two numbers >= 64 pixels, got {size}")
     label_map = load_label_map(labels)
-    ct_image = None
-    if ct is not None:
-        ct_image = ct if isinstance(ct, sitk.Image) else _read_ct(ct)
-        _check_ct(ct_image, describe_source(ct) if not isinstance(ct, sitk.Image) else "<in-memory CT>")
+    ct_image = None if ct is None else load_ct(ct)
     report(0.05, "extracting bone surfaces")
     surfaces = surfaces_from_label_map(label_map, progress=lambda f, m: report(0.05 + 0.6 * f, m))
     skin = None
@@ -116,6 +113,13 @@ def render_labels(
     _write_png(image, out_png)
     report(1.0, f"wrote {out_png}")
     return out_png
+
+
+def load_ct(ct: sitk.Image | str | os.PathLike) -> sitk.Image:
+    """Read (if a path) and check a CT for the skin surface; ``LabelMapError`` naming the file otherwise."""
+    image = ct if isinstance(ct, sitk.Image) else _read_ct(ct)
+    _check_ct(image, describe_source(ct) if not isinstance(ct, sitk.Image) else "<in-memory CT>")
+    return image
 
 
 def _read_ct(path: str | os.PathLike) -> sitk.Image:

@@ -6,7 +6,7 @@ const statusLine = document.getElementById("sn-status");
 const hover = document.getElementById("sn-hover");
 const picked = document.getElementById("sn-picked");
 const hidden = new Set();  // names of hidden groups
-const api = { errors: [], meta, setGroupVisible, loaded: null };
+const api = { errors: [], meta, setGroupVisible, loaded: null, timing: { script: performance.now() } };
 window.sneakynetViewer = api;
 window.addEventListener("error", (e) => api.errors.push(String(e.message)));
 window.addEventListener("unhandledrejection", (e) => api.errors.push(String(e.reason)));
@@ -131,6 +131,7 @@ api.loaded = new Promise((resolve, reject) => {
   viewer.addEventListener("load", () => {
     if (meta.has_skin) setGroupVisible("skin", true);
     placeOrientationMarks();
+    api.timing.loaded = performance.now();  // ms since navigation start
     setStatus("loaded", "ready");
     resolve(true);
   });
@@ -144,7 +145,7 @@ api.loaded = new Promise((resolve, reject) => {
 api.loaded.catch(() => {});
 buildGroupList();
 showFacts();
-modelUrl().then((url) => { viewer.src = url; }).catch((error) => {
+modelUrl().then((url) => { api.timing.decoded = performance.now(); viewer.src = url; }).catch((error) => {
   api.errors.push(String(error));
   setStatus("error", `could not read the embedded model: ${error}`);
 });

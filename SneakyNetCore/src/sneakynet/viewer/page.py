@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import struct
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -39,9 +40,12 @@ def load_glb(path: str | os.PathLike) -> tuple[pygltflib.GLTF2, bytes]:
     """Our exporter's GLB and its binary chunk; ``ValueError`` naming the file if it is not one."""
     path = Path(path)
     try:
-        gltf = pygltflib.GLTF2().load_binary(str(path))
+        data = path.read_bytes()
+        if data[:4] != b"glTF":
+            raise ValueError("no glTF header")
+        gltf = pygltflib.GLTF2.load_from_bytes(data)
         blob = gltf.binary_blob()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
         raise ValueError(f"{path}: not a readable GLB file ({exc})") from None
     if blob is None or not gltf.meshes:
         raise ValueError(f"{path}: the GLB holds no meshes")

@@ -73,28 +73,36 @@ def export_meshes(
         progress=lambda f, msg: report(0.02 + 0.83 * f, msg),
     )
     report(0.86, f"writing {fmt.upper()}")
-    table = load_label_table()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
-        if fmt in ("glb", "gltf"):
-            written = write_gltf(surfaces, staging / f"{STEM}.{fmt}", table, source=label_map.source, skin=skin_mesh)
-            if fmt == "glb" and viewer_page:
-                report(0.95, "writing the viewer page")
-                written.append(write_viewer_page(written[0]))
-        elif fmt == "obj":
-            written = write_obj(surfaces, staging / f"{STEM}.obj", table)
-        elif fmt == "stl":
-            written = write_stl(surfaces, staging, table, merged=merged_stl, stem=STEM)
-        else:
-            written = write_ply(surfaces, staging, table)
+        written = _write_files(fmt, surfaces, staging, label_map.source, skin_mesh, merged_stl, viewer_page, report)
         final = _publish(staging, out_dir, written)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     report(1.0, f"wrote {len(final)} file(s) to {out_dir}")
     return final
+
+
+def _write_files(
+    fmt: str, surfaces: dict[int, vtkPolyData], folder: Path, source: str, skin: vtkPolyData | None,
+    merged_stl: bool, viewer_page: bool, report: Callable[[float, str], None],
+) -> list[Path]:
+    """Write the meshes of one format into ``folder`` (and, for GLB, the viewer page); returns the paths."""
+    table = load_label_table()
+    if fmt in ("glb", "gltf"):
+        written = write_gltf(surfaces, folder / f"{STEM}.{fmt}", table, source=source, skin=skin)
+        if fmt == "glb" and viewer_page:
+            report(0.95, "writing the viewer page")
+            written.append(write_viewer_page(written[0]))
+        return written
+    if fmt == "obj":
+        return write_obj(surfaces, folder / f"{STEM}.obj", table)
+    if fmt == "stl":
+        return write_stl(surfaces, folder, table, merged=merged_stl, stem=STEM)
+    return write_ply(surfaces, folder, table)
 
 
 def _skin(ct: sitk.Image | str | os.PathLike, report: Callable[[float, str], None]) -> vtkPolyData | None:

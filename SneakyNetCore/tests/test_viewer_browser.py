@@ -108,6 +108,23 @@ def test_page_from_disk_draws_the_bones_offline_without_errors(export_dir, brows
     assert browser.evaluate("document.getElementById('sn-size').textContent").startswith("6 bones spanning")
 
 
+def test_hover_and_click_name_the_bone(browser, disk_page):
+    x, y = browser.evaluate("""(() => { const mv = document.getElementById('sn-model');
+        const r = mv.getBoundingClientRect(); const hits = [];
+        for (let y = r.top + 5; y < r.bottom; y += 6) for (let x = r.left + 5; x < r.right; x += 6) {
+          const m = mv.materialFromPoint(x, y); if (m && m.name === 'humerus_right') hits.push([x, y]); }
+        return hits[Math.floor(hits.length / 2)]; })()""")
+    display = TABLE.by_name("humerus_right").display
+    browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+    browser.evaluate(NEXT_FRAMES)
+    assert browser.evaluate("document.getElementById('sn-hover').textContent") == f"{display} (arm)"
+    for kind in ("mousePressed", "mouseReleased"):
+        browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+    assert browser.evaluate("document.getElementById('sn-picked').textContent") == f"Selected: {display} (arm)"
+    browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=5, y=5)  # off the bones again
+    browser.evaluate(NEXT_FRAMES)
+
+
 def test_hiding_a_group_changes_the_picture(browser, disk_page):
     before = disk_page["image"]
     browser.evaluate("document.getElementById('sn-group-head').click()")
@@ -116,7 +133,8 @@ def test_hiding_a_group_changes_the_picture(browser, disk_page):
     changed = (np.abs(after - before).max(axis=2) > 0.1).sum()
     assert changed > 300
     assert bone_pixels(after, "head").sum() < 0.2 * bone_pixels(before, "head").sum()
-    assert abs(int(bone_pixels(after, "spine").sum()) - int(bone_pixels(before, "spine").sum())) < 200
+    spine_before, spine_after = int(bone_pixels(before, "spine").sum()), int(bone_pixels(after, "spine").sum())
+    assert abs(spine_after - spine_before) < 0.1 * spine_before  # the other groups stay
     browser.evaluate("document.getElementById('sn-group-head').click()")
     browser.evaluate(NEXT_FRAMES)
     again = browser.screenshot()

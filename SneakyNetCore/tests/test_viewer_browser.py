@@ -158,7 +158,7 @@ def test_sneakynet_view_serves_the_page_on_localhost(skin_dir, browser, tmp_path
         image = load(browser, url, offline=False, shot=tmp_path / "served.png")
         requested = browser.requested_urls()
         assert all(u.startswith(url) or u.split(":", 1)[0] in ("data", "blob") for u in requested), requested
-        assert url + "model.glb" in requested
+        assert url + "bones.glb" in requested
         assert browser.console_errors() == []
         # the translucent skin tints the bones; at opacity 0 they show their own colours
         assert bone_pixels(image, "spine").sum() < 50

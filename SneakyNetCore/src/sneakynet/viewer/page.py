@@ -5,7 +5,7 @@ script and style, a JSON summary of the bones (groups, names, size) and the GLB 
 base64 of the compressed copy (:mod:`sneakynet.viewer.compress`) where the ``meshopt``
 encoder is installed. A page opened from ``file://`` may not fetch files beside it or load
 module scripts from disk, so nothing is a separate file; ``sneakynet view`` serves the same
-page with the model at a URL instead (phones' AR viewers fetch the model by URL).
+page with the plain GLB at a URL instead (phones' AR viewers fetch the model by URL).
 """
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """``sneakynet view``: the viewer page and its model over HTTP, for this computer or the local network.
 
-Three fixed routes and nothing else (no directory listing, no other file of the disk):
-``/`` (the page, model by URL), ``/model.glb`` (the compressed copy the page shows, which AR
-viewers fetch too) and ``/bones.glb`` (the plain export, to download). Phones reach it over
-the local network (``lan=True``); the page itself is the same one ``bones.html`` holds.
+Fixed routes and nothing else (no directory listing, no other file of the disk): ``/`` and
+``/bones.html`` (the page, with the model by URL instead of embedded) and ``/bones.glb`` (the
+plain export). The served page loads the plain GLB, not the compressed copy ``bones.html``
+embeds: Android's Scene Viewer fetches the model by its URL itself, and plain glTF is what
+every AR viewer reads; on a local network its size does not matter. Phones reach the server
+over the local network (``lan=True``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from sneakynet.viewer.page import load_glb, page_html, viewer_meta, web_glb
+from sneakynet.viewer.page import load_glb, page_html, viewer_meta
 
 DEFAULT_PORT = 8765
 
@@ -46,12 +48,11 @@ class Site:
     def for_glb(cls, glb: Path) -> "Site":
         gltf, blob = load_glb(glb)
         meta = viewer_meta(gltf, blob)
-        meta["glb_url"] = "model.glb"
+        meta["glb_url"] = "bones.glb"
         page = page_html(meta, None, title=f"SneakyNet bones: {meta['source'] or glb.name}").encode("utf-8")
         return cls({
             "/": ("text/html; charset=utf-8", page),
             "/bones.html": ("text/html; charset=utf-8", page),
-            "/model.glb": ("model/gltf-binary", web_glb(gltf, blob)),
             "/bones.glb": ("model/gltf-binary", glb.read_bytes()),
         })
 

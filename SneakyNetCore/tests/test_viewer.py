@@ -63,6 +63,13 @@ def test_compressed_glb_keeps_every_mesh_within_the_quantization_step(exported):
     assert len(data) < 0.6 * (exported / "bones.glb").stat().st_size
     packed = pygltflib.GLTF2.load_from_bytes(data)
     assert set(packed.extensionsRequired) == {MESHOPT, QUANTIZATION}
+    data_buffer, fallback = packed.buffers  # views index the fallback, their extensions the data (spec layout)
+    assert fallback.extensions[MESHOPT] == {"fallback": True} and fallback.uri is None
+    for view in packed.bufferViews:
+        ext = view.extensions[MESHOPT]
+        assert view.buffer == 1 and view.byteOffset + view.byteLength <= fallback.byteLength
+        assert ext["buffer"] == 0 and ext["byteOffset"] + ext["byteLength"] <= data_buffer.byteLength
+        assert view.byteOffset % 4 == 0 and ext["byteOffset"] % 4 == 0
     decoded = decoded_meshes(data)
     assert set(decoded) == {n.name for n in gltf.nodes if n.mesh is not None}
     for node in gltf.nodes:

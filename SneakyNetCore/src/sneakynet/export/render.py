@@ -168,9 +168,10 @@ def skin_surface(ct: sitk.Image) -> vtkPolyData | None:
     mesh = smooth.GetOutput()
     if mesh.GetNumberOfPolys() == 0:
         return None
-    ras = apply_affine(local_to_ras(small), points_of(mesh))
     tri = triangles_of(mesh)
-    return polydata_from_arrays(ras, tri)
+    used, compact = np.unique(tri, return_inverse=True)  # the connectivity filter keeps every point
+    ras = apply_affine(local_to_ras(small), points_of(mesh)[used])
+    return polydata_from_arrays(ras, compact.reshape(-1, 3))
 
 
 def _snapshot(ren: vtkRenderer, size: tuple[int, int]) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import io
+import struct
 
 import numpy as np
 import pygltflib
@@ -105,8 +106,24 @@ def compress_gltf(gltf: pygltflib.GLTF2, blob: bytes) -> bytes:
                    pygltflib.Buffer(byteLength=pack.fallback_length, extensions={MESHOPT: {"fallback": True}})]
     out.extensionsUsed = sorted(set(out.extensionsUsed or []) | {MESHOPT, QUANTIZATION})
     out.extensionsRequired = sorted(set(out.extensionsRequired or []) | {MESHOPT, QUANTIZATION})
-    out.set_binary_blob(data)
-    return b"".join(out.save_to_bytes())
+    return glb_bytes(out, data)
+
+
+def glb_bytes(gltf: pygltflib.GLTF2, blob: bytes) -> bytes:
+    """The GLB container (glTF 2.0 spec, section 4.4) for ``gltf`` with ``blob`` as its BIN chunk.
+
+    Written here rather than with pygltflib's ``save_to_bytes``, which folds every buffer into
+    buffer 0 and so would point the views at the meshopt fallback buffer's offsets in the wrong buffer.
+    """
+    text = gltf.to_json(separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)
+    blob += b"\0" * (-len(blob) % 4)
+    total = 12 + 8 + len(text) + 8 + len(blob)
+    return b"".join([
+        struct.pack("<4sII", b"glTF", 2, total),
+        struct.pack("<I4s", len(text), b"JSON"), text,
+        struct.pack("<I4s", len(blob), b"BIN\0"), blob,
+    ])
 
 
 def _pack_primitive(pack: _Packer, prim: pygltflib.Primitive, pos: np.ndarray, nrm: np.ndarray,

@@ -23,7 +23,7 @@ import pygltflib
 from sneakynet import __version__
 from sneakynet.io import atomic_path
 from sneakynet.labels import load_label_table
-from sneakynet.viewer.compress import MESHOPT, compress_gltf, meshopt_available, read_accessor
+from sneakynet.viewer.compress import MESHOPT, compress_gltf, glb_bytes, meshopt_available, read_accessor
 
 PAGE_NAME = "bones.html"
 SKIN_NAME = "skin"
@@ -111,9 +111,7 @@ def web_glb(gltf: pygltflib.GLTF2, blob: bytes, compress: bool | None = None) ->
         compress = meshopt_available()
     if compress:
         return compress_gltf(gltf, blob)
-    plain = pygltflib.GLTF2.from_json(gltf.to_json())
-    plain.set_binary_blob(blob)
-    return b"".join(plain.save_to_bytes())
+    return glb_bytes(gltf, blob)
 
 
 def write_viewer_page(

@@ -334,6 +334,12 @@ def _view_renderer(
         ren.SetSSAOKernelSize(64)
         ren.SSAOBlurOn()
 
+    _add_view_labels(ren, title, left_mark, right_mark)
+    return ren
+
+
+def _add_view_labels(ren: vtkRenderer, title: str, left_mark: str, right_mark: str) -> None:
+    """The view's title at the top left and its orientation marks at the left and right edges."""
     heading = vtkTextActor()
     heading.SetInput(title)
     _style_text(heading, 24, TEXT_COLOR, bold=True)
@@ -350,4 +356,3 @@ def _view_renderer(
         t.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
         t.SetPosition(x, 0.5)
         ren.AddViewProp(t)
-    return ren

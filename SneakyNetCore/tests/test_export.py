@@ -194,8 +194,9 @@ def test_voxels_touching_along_an_edge_or_corner_give_manifold_meshes(contact):
         assert is_closed_manifold(tri)
         if contact in ("edge", "corner"):  # vertex-manifold too: each vertex's triangles form one fan
             assert all(fan_count(tri, v) == 1 for v in np.unique(tri)), (contact, smooth, decimate)
-        if smooth == 0:  # unsmoothed SurfaceNets follows the voxel faces exactly
-            assert mesh_volume(pd) == pytest.approx(voxel_volume(img, T10), rel=1e-4)
+        if smooth == 0:  # unsmoothed SurfaceNets follows the voxel faces exactly, but for the
+            # 0.01 mm that separates the vertex copies at the contact (0.1 % of these 8-voxel blocks)
+            assert mesh_volume(pd) == pytest.approx(voxel_volume(img, T10), rel=3e-3)
 
 
 def fan_count(tri: np.ndarray, v: int) -> int:
@@ -287,7 +288,7 @@ def test_smoothing_changes_shape_but_not_volume(oblique):
 
 def test_glb_round_trip_names_colours_hierarchy_and_frame(glb_export):
     img, paths = glb_export
-    assert [p.name for p in paths] == ["bones.glb"] and paths[0].is_file()
+    assert [p.name for p in paths] == ["bones.glb", "bones.html"] and all(p.is_file() for p in paths)
     gltf, meshes = glb_meshes(paths[0])
     assert sorted(meshes) == sorted(TABLE.by_id(i).name for i in SOLID)
     for name, (_, _, material) in meshes.items():
@@ -465,7 +466,7 @@ def test_existing_output_folder_gets_files_added(oblique, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     paths = export_meshes(oblique, out, fmt="glb", smooth=False)
-    assert (out / "notes.txt").read_text() == "keep me" and paths == [out / "bones.glb"]
+    assert (out / "notes.txt").read_text() == "keep me" and paths == [out / "bones.glb", out / "bones.html"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("export-meshes", "export_meshes", "per-bone meshes for VR/AR/Slicer: GLB, glTF, OBJ+MTL, STL, PLY"),
     ("render", "render", "class-coloured PNG preview of a label map (anterior + lateral, optional skin)"),
     ("export-onnx", "export_onnx", "export a model bundle as one ONNX graph (target + context nets) for other runtimes"),
+    ("view", "view", "show an export's bones in a browser, or on a phone/headset on the local network (AR)"),
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130

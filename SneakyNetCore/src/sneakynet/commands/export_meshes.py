@@ -27,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merged", action="store_true", help="STL only: write all bones into one bones.stl")
     parser.add_argument("--method", choices=("surface_nets", "flying_edges"), default="surface_nets",
                         help="multi-label contouring algorithm (default: %(default)s)")
+    parser.add_argument("--skin", type=Path, default=None, metavar="CT",
+                        help="glb/gltf: add the CT's skin (-300 HU) as a translucent surface; the viewer page "
+                             "gets a transparency control")
+    parser.add_argument("--no-viewer", action="store_true",
+                        help="glb: do not write bones.html (the offline web/AR viewer page) beside bones.glb")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -42,10 +47,13 @@ def run(args: argparse.Namespace) -> int:
         with progress_bar("export-meshes", disable=args.quiet) as progress:
             paths = export_meshes(args.labels, args.outdir, fmt=args.fmt, smooth=args.smooth,
                                   decimate=args.decimate, triangle_budget=args.triangles, merged_stl=args.merged,
-                                  progress=progress, method=args.method)
+                                  progress=progress, method=args.method, skin=args.skin,
+                                  viewer_page=not args.no_viewer)
     except ValueError as exc:  # LabelMapError, ImageReadError and bad options
         raise UserError(str(exc)) from None
     print(f"wrote {len(paths)} file(s) to {args.outdir}")
+    if any(p.suffix == ".html" for p in paths):
+        print(f"  open {args.outdir / 'bones.html'} in a browser, or: sneakynet view {args.outdir} [--lan]")
     if len(paths) <= 4:
         for p in paths:
             print(f"  {p.name}")

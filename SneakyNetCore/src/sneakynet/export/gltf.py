@@ -5,6 +5,9 @@ Scene layout: one root node ``SneakyNet bones`` -> one node per bone group (``sp
 carrying a mesh with one triangle primitive (POSITION, NORMAL, indices) and a PBR material
 named like the bone. Bone nodes' ``extras`` hold ``label_id``, ``display``, ``side``, ``group``.
 
+With a CT, a node ``skin`` beside the groups holds the CT's -300 HU surface with a translucent
+(``BLEND``) material, as ``sneakynet render`` draws it.
+
 Colours: glTF's ``baseColorFactor`` is *linear* RGB (spec 3.9.2); the label table's colours
 are sRGB, so they are linearised, and the original 0-255 sRGB triple is kept in the
 material's ``extras.color_srgb`` so tools can round-trip it exactly.
@@ -28,6 +31,10 @@ from sneakynet.io import atomic_path
 from sneakynet.labels import Bone, LabelTable
 
 ROOT_NODE_NAME = "SneakyNet bones"
+SKIN_NAME = "skin"
+SKIN_SRGB = (245, 204, 176)  # render.SKIN_COLOR in 0-255
+SKIN_ALPHA = 0.25
+SKIN_THRESHOLD_HU = -300.0  # as render.SKIN_THRESHOLD_HU
 
 
 def srgb_to_linear(rgb255: tuple[int, int, int]) -> list[float]:
@@ -69,8 +76,18 @@ class _BufferBuilder:
         return b"".join(self.chunks)
 
 
-def build_gltf(surfaces: dict[int, vtkPolyData], table: LabelTable, source: str = "") -> tuple[pygltflib.GLTF2, bytes]:
-    """The glTF document and its binary buffer for ``surfaces`` (label id -> RAS mm polydata)."""
+def source_name(source: str) -> str:
+    """Only the input's file name: a folder path can hold a patient's name (privacy)."""
+    return source if source.startswith("<") else Path(source).name
+
+
+def build_gltf(
+    surfaces: dict[int, vtkPolyData], table: LabelTable, source: str = "", skin: vtkPolyData | None = None
+) -> tuple[pygltflib.GLTF2, bytes]:
+    """The glTF document and its binary buffer for ``surfaces`` (label id -> RAS mm polydata).
+
+    ``skin`` (RAS mm) becomes a node ``skin`` beside the groups, with a translucent material.
+    """
     gltf = pygltflib.GLTF2(
         asset=pygltflib.Asset(
             version="2.0",
@@ -80,7 +97,7 @@ def build_gltf(surfaces: dict[int, vtkPolyData], table: LabelTable, source: str 
                 "matrix_from_ras_mm": [[float(v) for v in row] for row in RAS_MM_TO_GLTF],
                 "units": "metre",
                 "label_table_version": table.version,
-                "source": source,
+                "source": source_name(source),
             },
         )
     )
@@ -97,6 +114,9 @@ def build_gltf(surfaces: dict[int, vtkPolyData], table: LabelTable, source: str 
         if group in groups:
             gltf.nodes.append(pygltflib.Node(name=group, children=groups[group], extras={"group": group}))
             group_nodes.append(len(gltf.nodes) - 1)
+    if skin is not None and _add_mesh(gltf, buf, SKIN_NAME, skin, _skin_material()) is not None:
+        gltf.nodes[-1].extras = {"threshold_hu": SKIN_THRESHOLD_HU}
+        group_nodes.append(len(gltf.nodes) - 1)
     gltf.nodes.append(pygltflib.Node(name=ROOT_NODE_NAME, children=group_nodes))
     gltf.scenes = [pygltflib.Scene(name=ROOT_NODE_NAME, nodes=[len(gltf.nodes) - 1])]
     gltf.scene = 0
@@ -105,7 +125,35 @@ def build_gltf(surfaces: dict[int, vtkPolyData], table: LabelTable, source: str 
     return gltf, blob
 
 
+def _skin_material() -> pygltflib.Material:
+    """Translucent skin, coloured as ``render`` draws it; the viewer page sets its opacity."""
+    return pygltflib.Material(
+        name=SKIN_NAME, alphaMode=pygltflib.BLEND,
+        pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(
+            baseColorFactor=srgb_to_linear(SKIN_SRGB) + [SKIN_ALPHA], metallicFactor=0.0, roughnessFactor=0.7),
+        extras={"color_srgb": list(SKIN_SRGB)},
+    )
+
+
 def _add_bone(gltf: pygltflib.GLTF2, buf: _BufferBuilder, bone: Bone, pd: vtkPolyData) -> int | None:
+    material = pygltflib.Material(
+        name=bone.name,
+        pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(
+            baseColorFactor=srgb_to_linear(bone.color) + [1.0], metallicFactor=0.0, roughnessFactor=0.55
+        ),
+        extras={"color_srgb": list(bone.color)},
+    )
+    node = _add_mesh(gltf, buf, bone.name, pd, material)
+    if node is not None:
+        gltf.nodes[node].extras = {"label_id": bone.id, "display": bone.display, "side": bone.side,
+                                   "group": bone.group}
+    return node
+
+
+def _add_mesh(
+    gltf: pygltflib.GLTF2, buf: _BufferBuilder, name: str, pd: vtkPolyData, material: pygltflib.Material
+) -> int | None:
+    """One node + mesh + material for a RAS mm surface; ``None`` for an empty surface."""
     tri = triangles_of(pd)
     if len(tri) == 0:
         return None
@@ -119,18 +167,10 @@ def _add_bone(gltf: pygltflib.GLTF2, buf: _BufferBuilder, bone: Bone, pd: vtkPol
     nrm = buf.add(normals, pygltflib.VEC3, pygltflib.FLOAT, pygltflib.ARRAY_BUFFER, minmax=False)
     idx = buf.add(tri.astype(index_dtype).reshape(-1), pygltflib.SCALAR, component,
                   pygltflib.ELEMENT_ARRAY_BUFFER, minmax=False)
-    gltf.materials.append(
-        pygltflib.Material(
-            name=bone.name,
-            pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(
-                baseColorFactor=srgb_to_linear(bone.color) + [1.0], metallicFactor=0.0, roughnessFactor=0.55
-            ),
-            extras={"color_srgb": list(bone.color)},
-        )
-    )
+    gltf.materials.append(material)
     gltf.meshes.append(
         pygltflib.Mesh(
-            name=bone.name,
+            name=name,
             primitives=[
                 pygltflib.Primitive(
                     attributes=pygltflib.Attributes(POSITION=pos, NORMAL=nrm),
@@ -141,25 +181,20 @@ def _add_bone(gltf: pygltflib.GLTF2, buf: _BufferBuilder, bone: Bone, pd: vtkPol
             ],
         )
     )
-    gltf.nodes.append(
-        pygltflib.Node(
-            name=bone.name,
-            mesh=len(gltf.meshes) - 1,
-            extras={"label_id": bone.id, "display": bone.display, "side": bone.side, "group": bone.group},
-        )
-    )
+    gltf.nodes.append(pygltflib.Node(name=name, mesh=len(gltf.meshes) - 1))
     return len(gltf.nodes) - 1
 
 
 def write_gltf(
-    surfaces: dict[int, vtkPolyData], path: str | os.PathLike, table: LabelTable, source: str = ""
+    surfaces: dict[int, vtkPolyData], path: str | os.PathLike, table: LabelTable, source: str = "",
+    skin: vtkPolyData | None = None,
 ) -> list[Path]:
     """Write ``path`` as binary GLB (``.glb``) or JSON glTF with a ``.bin`` beside it (``.gltf``).
 
     Files are written atomically; returns the written paths.
     """
     path = Path(path)
-    gltf, blob = build_gltf(surfaces, table, source)
+    gltf, blob = build_gltf(surfaces, table, source, skin)
     if path.suffix.lower() == ".glb":
         gltf.set_binary_blob(blob)
         with atomic_path(path) as tmp:

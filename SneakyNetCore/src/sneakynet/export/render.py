@@ -86,10 +86,7 @@ def render_labels(
     if len(size) != 2 or min(size) < 64:
         raise ValueError(f"image size must be two numbers >= 64 pixels, got {size}")
     label_map = load_label_map(labels)
-    ct_image = None
-    if ct is not None:
-        ct_image = ct if isinstance(ct, sitk.Image) else _read_ct(ct)
-        _check_ct(ct_image, describe_source(ct) if not isinstance(ct, sitk.Image) else "<in-memory CT>")
+    ct_image = None if ct is None else load_ct(ct)
     report(0.05, "extracting bone surfaces")
     surfaces = surfaces_from_label_map(label_map, progress=lambda f, m: report(0.05 + 0.6 * f, m))
     skin = None
@@ -116,6 +113,13 @@ def render_labels(
     _write_png(image, out_png)
     report(1.0, f"wrote {out_png}")
     return out_png
+
+
+def load_ct(ct: sitk.Image | str | os.PathLike) -> sitk.Image:
+    """Read (if a path) and check a CT for the skin surface; ``LabelMapError`` naming the file otherwise."""
+    image = ct if isinstance(ct, sitk.Image) else _read_ct(ct)
+    _check_ct(image, describe_source(ct) if not isinstance(ct, sitk.Image) else "<in-memory CT>")
+    return image
 
 
 def _read_ct(path: str | os.PathLike) -> sitk.Image:
@@ -164,9 +168,10 @@ def skin_surface(ct: sitk.Image) -> vtkPolyData | None:
     mesh = smooth.GetOutput()
     if mesh.GetNumberOfPolys() == 0:
         return None
-    ras = apply_affine(local_to_ras(small), points_of(mesh))
     tri = triangles_of(mesh)
-    return polydata_from_arrays(ras, tri)
+    used, compact = np.unique(tri, return_inverse=True)  # the connectivity filter keeps every point
+    ras = apply_affine(local_to_ras(small), points_of(mesh)[used])
+    return polydata_from_arrays(ras, compact.reshape(-1, 3))
 
 
 def _snapshot(ren: vtkRenderer, size: tuple[int, int]) -> np.ndarray:
@@ -329,6 +334,12 @@ def _view_renderer(
         ren.SetSSAOKernelSize(64)
         ren.SSAOBlurOn()
 
+    _add_view_labels(ren, title, left_mark, right_mark)
+    return ren
+
+
+def _add_view_labels(ren: vtkRenderer, title: str, left_mark: str, right_mark: str) -> None:
+    """The view's title at the top left and its orientation marks at the left and right edges."""
     heading = vtkTextActor()
     heading.SetInput(title)
     _style_text(heading, 24, TEXT_COLOR, bold=True)
@@ -345,4 +356,3 @@ def _view_renderer(
         t.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
         t.SetPosition(x, 0.5)
         ren.AddViewProp(t)
-    return ren

@@ -17,7 +17,9 @@ Pipeline (one multi-label pass, then per-bone work):
    (small bones lose 10-45 % to smoothing otherwise); a bone that smoothing shrinks below half its
    volume (one or two voxels) keeps its unsmoothed voxel surface instead;
 5. optional per-bone decimation with ``vtkQuadricDecimation`` (ratio or total triangle
-   budget), retried gentler on the rare bone where it would open a hole.
+   budget), retried gentler on the rare bone where it would open a hole;
+6. the manifold vertex copies of step 4 are moved 0.01 mm apart, into their own piece, so
+   readers that weld equal coordinates (STL has no connectivity) keep every bone closed.
 
 Why SurfaceNets is the default: adjacent bones share their boundary (no gaps between e.g.
 vertebra and rib; only the volume restore of step 4 can shift a small bone by a few tenths of
@@ -149,34 +151,47 @@ def surfaces_from_label_map(
     flip = np.linalg.det(to_ras[:3, :3]) < 0  # a reflection turns outward winding inward
     per_label = split_by_label(ras_points, faces, face_labels, flip, copies)
     if smoothing > 0:
-        voxel_mm3 = float(np.prod(spacing))
-        from_ras = np.linalg.inv(to_ras)
-        lo, hi = -0.5 * spacing, (size - 0.5) * spacing
-        collapsed = []
-        for label, (pts, tri) in per_label.items():
-            target = label_map.voxel_counts[label] * voxel_mm3
-            if signed_volume(pts, tri) < 0.5 * target:  # a bone of a few voxels smoothed to a speck
-                collapsed.append(label)
-                continue
-            pts = restore_volume(pts, tri, target)
-            local = apply_affine(from_ras, pts)
-            if np.any(local < lo - 1e-4) or np.any(local > hi + 1e-4):  # keep bones inside the image
-                pts = apply_affine(to_ras, np.clip(local, lo, hi)).astype(np.float32)
-            per_label[label] = (pts, tri)
-        if collapsed:  # those keep their unsmoothed voxel surface: restoring the volume of a speck
-            # by a normal offset of (target - volume) / area would blow it up to many times its size
-            unsmoothed = split_by_label(apply_affine(to_ras, voxel_points).astype(np.float32), faces, face_labels,
-                                        flip, copies)
-            per_label.update({label: unsmoothed[label] for label in collapsed})
+        _restore_volumes(per_label, label_map, to_ras, voxel_points, faces, face_labels, flip, copies)
     out = {label: polydata_from_arrays(pts, tri) for label, (pts, tri) in per_label.items()}
     clock.lap("split")
     reduction = decimation_fractions({k: len(t) for k, (_, t) in per_label.items()}, decimate, triangle_budget)
     for n, label in enumerate(reduction):
         out[label] = quadric_decimate(out[label], reduction[label])
         report(0.55 + 0.45 * (n + 1) / len(reduction), "decimating")
+    for label, pd in out.items():
+        tri = triangles_of(pd)
+        out[label] = polydata_from_arrays(separate_coincident_vertices(points_of(pd), tri), tri)
     clock.lap("decimate")
     report(1.0, f"{len(out)} surfaces, {sum(p.GetNumberOfPolys() for p in out.values())} triangles")
     return out
+
+
+def _restore_volumes(
+    per_label: dict[int, tuple[np.ndarray, np.ndarray]], label_map: LabelMap, to_ras: np.ndarray,
+    voxel_points: np.ndarray, faces: np.ndarray, face_labels: np.ndarray, flip: bool, copies: np.ndarray | None,
+) -> None:
+    """After smoothing: give each bone its voxel volume back (in place), inside the image box."""
+    spacing = np.asarray(label_map.image.GetSpacing())
+    size = np.asarray(label_map.image.GetSize())
+    voxel_mm3 = float(np.prod(spacing))
+    from_ras = np.linalg.inv(to_ras)
+    lo, hi = -0.5 * spacing, (size - 0.5) * spacing
+    collapsed = []
+    for label, (pts, tri) in per_label.items():
+        target = label_map.voxel_counts[label] * voxel_mm3
+        if signed_volume(pts, tri) < 0.5 * target:  # a bone of a few voxels smoothed to a speck
+            collapsed.append(label)
+            continue
+        pts = restore_volume(pts, tri, target)
+        local = apply_affine(from_ras, pts)
+        if np.any(local < lo - 1e-4) or np.any(local > hi + 1e-4):  # keep bones inside the image
+            pts = apply_affine(to_ras, np.clip(local, lo, hi)).astype(np.float32)
+        per_label[label] = (pts, tri)
+    if collapsed:  # those keep their unsmoothed voxel surface: restoring the volume of a speck
+        # by a normal offset of (target - volume) / area would blow it up to many times its size
+        unsmoothed = split_by_label(apply_affine(to_ras, voxel_points).astype(np.float32), faces, face_labels,
+                                    flip, copies)
+        per_label.update({label: unsmoothed[label] for label in collapsed})
 
 
 class _StageClock:
@@ -309,6 +324,38 @@ def split_by_label(
         used, compact = np.unique(keys, return_inverse=True)
         out[int(label)] = split_remaining_pinches(points[used // 4], compact.reshape(-1, 3))
     return out
+
+
+WELD_GAP_MM = 0.01  # far above float32 resolution of body coordinates (< 0.0001 mm), far below a voxel
+
+
+def separate_coincident_vertices(points: np.ndarray, tri: np.ndarray, gap: float = WELD_GAP_MM) -> np.ndarray:
+    """Move apart the vertex copies that share a position, so welding cannot pinch the mesh.
+
+    The manifold vertex copies (:func:`surface_nets_vertex_copies`, :func:`split_remaining_pinches`)
+    sit where two pieces of one bone touch along a voxel edge or corner. STL stores no
+    connectivity, and most readers (VTK's STL reader, MeshLab, slicers for 3D printing) weld
+    vertices with equal coordinates, which joins the copies again into a non-manifold edge.
+    Each copy is moved ``gap`` mm towards the centre of its own triangles, i.e. into its own
+    piece; every other vertex stays where it is.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if len(tri) == 0:
+        return points
+    _, inverse, counts = np.unique(np.asarray(points, np.float32), axis=0, return_inverse=True, return_counts=True)
+    shared = counts[inverse.reshape(-1)] > 1
+    if not shared.any():
+        return points
+    centres = pts[tri].mean(axis=1)
+    towards = np.zeros_like(pts)
+    for corner in range(3):
+        np.add.at(towards, tri[:, corner], centres)
+    uses = np.bincount(tri.ravel(), minlength=len(pts))[:, None]
+    towards = towards / np.maximum(uses, 1) - pts
+    towards /= np.maximum(np.linalg.norm(towards, axis=1, keepdims=True), 1e-12)
+    moved = pts.copy()
+    moved[shared] += gap * towards[shared]
+    return moved.astype(np.asarray(points).dtype)
 
 
 def signed_volume(points: np.ndarray, tri: np.ndarray) -> float:

@@ -131,6 +131,7 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job = None
         self._pollTimer = None
         self._shownModel = None  # (useDemoModel, bundle path) whose description the GUI shows
+        self._viewerPage = None  # bones.html of the last GLB export
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -157,6 +158,7 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.viewInBrowserButton.connect("clicked(bool)", self.onViewInBrowserButton)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependenciesButton)
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
                                                   self.ui.segmentationShow3DButton.setSegmentationNode)
@@ -380,6 +382,15 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(str(exc))
             return
         self._status(f"Wrote {len(files)} {node.meshFormat} file(s) to {folder}.")
+        self._viewerPage = next((f for f in files if f.suffix == ".html"), None)
+        self.ui.viewInBrowserButton.enabled = self._viewerPage is not None
+
+    def onViewInBrowserButton(self) -> None:
+        """Open the page the GLB export wrote beside the meshes in the system's browser."""
+        if self._viewerPage is None or not self._viewerPage.is_file():
+            slicer.util.errorDisplay("Export the meshes as GLB first; the viewer page is written beside them.")
+            return
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(self._viewerPage)))
 
     def _status(self, text: str) -> None:
         self.ui.statusLabel.text = text

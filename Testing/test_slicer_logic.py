@@ -279,6 +279,15 @@ def test_mesh_export_writes_one_stl_per_bone_in_slicer_ras(run, tmp_path):
         assert np.all(np.abs(exported - slicerSurface) <= tolerance), (f.name, exported, slicerSurface)
 
 
+def test_glb_export_writes_the_viewer_page_the_view_button_opens(run, tmp_path):
+    files = run.logic.exportMeshes(run.result.segmentationNode, tmp_path / "meshes", fmt="glb",
+                                   referenceVolumeNode=run.volume)
+    pages = [Path(f) for f in files if Path(f).suffix == ".html"]
+    assert [p.name for p in pages] == ["bones.html"] and pages[0].parent == tmp_path / "meshes"
+    page = pages[0].read_text()
+    assert "<model-viewer" in page and len(page) > Path(files[0]).stat().st_size // 4, "the model is embedded"
+
+
 def test_offscreen_3d_render_shows_the_segment_colours(run, tmp_path):
     png = run.logic.renderSegmentation3D(run.result.segmentationNode, tmp_path / "bones.png", size=(480, 280))
     reader = vtk.vtkPNGReader()

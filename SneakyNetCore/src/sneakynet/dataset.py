@@ -14,7 +14,6 @@ Label names and ids in ``dataset.json`` must be those of :func:`sneakynet.labels
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from sneakynet.io import ImageReadError, atomic_path, read_image
+from sneakynet.io import ImageReadError, read_image, read_json, write_json
 from sneakynet.labels import NUM_BONES, load_label_table
 
 DATASET_JSON = "dataset.json"
@@ -77,22 +76,12 @@ def make_dataset_json(
 
 
 def write_json_atomic(data: object, path: str | os.PathLike) -> Path:
-    """Write ``data`` as indented JSON via a temporary file and rename (never half-written)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    return Path(path)
+    """Write ``data`` as indented JSON, atomically and read back (see :func:`sneakynet.io.write_json`)."""
+    return write_json(data, path)
 
 
 def _read_json(path: Path) -> object:
-    if not path.is_file():
-        raise DatasetError(f"{path}: file is missing")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise DatasetError(f"{path}: file is empty")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    return read_json(path, DatasetError)
 
 
 def _validate_dataset_json(data: object, path: Path) -> tuple[dict[str, int], str]:

@@ -121,7 +121,7 @@ def check_file_integrity(path: Path) -> None:
                 while f.read(_GZIP_BLOCK):
                     pass
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-            raise ImageReadError(f"{path}: compressed data is truncated or corrupt ({exc}); "
+            raise ImageReadError(f"{path}: not a readable image: compressed data is truncated or corrupt ({exc}); "
                                  "the file is damaged or was not copied completely") from None
     if name.endswith((".nii", ".nii.gz")):
         _check_nifti(path)
@@ -151,7 +151,7 @@ def _check_nifti(path: Path) -> None:
     except ImageReadError:
         raise
     except Exception as exc:  # nibabel's header and data errors have no common base class
-        raise ImageReadError(f"{path}: not a readable NIfTI file ({_first_line(exc)})") from None
+        raise ImageReadError(f"{path}: not a readable image: not a valid NIfTI file ({_first_line(exc)})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,7 +201,8 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
 
 @contextmanager
 def made_folders(folder: str | os.PathLike) -> Iterator[Path]:
-    """Create ``folder`` and missing parents; if the block fails, remove those it created when empty."""
+    """Create ``folder`` and missing parents; if the block fails, remove what it created as far as
+    it holds no files (so a failed command leaves no empty folders behind)."""
     folder = Path(folder)
     missing = []
     p = folder
@@ -212,12 +213,18 @@ def made_folders(folder: str | os.PathLike) -> Iterator[Path]:
     try:
         yield folder
     except BaseException:
-        for d in missing:  # deepest first
-            try:
-                d.rmdir()
-            except OSError:
-                break
+        if missing:
+            _remove_empty_tree(missing[-1])  # the top folder this call created
         raise
+
+
+def _remove_empty_tree(top: Path) -> None:
+    """Remove ``top`` and its sub-folders as far as they hold no files (bottom up)."""
+    for dirpath, _dirs, _files in os.walk(top, topdown=False):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
 
 
 def _refuse_folder(target: Path) -> None:

@@ -19,8 +19,11 @@ def _spacing(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"spacing must be 1 or 3 numbers in mm (e.g. 2 or 1.5,1.5,2), got {text!r}")
     if len(values) == 1:
         values *= 3
-    if len(values) != 3 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"spacing must be 1 or 3 positive numbers in mm, got {text!r}")
+    from sneakynet.bundle import MAX_SPACING_MM, MIN_SPACING_MM  # what a bundle may hold
+
+    if len(values) != 3 or not all(MIN_SPACING_MM <= v <= MAX_SPACING_MM for v in values):
+        raise argparse.ArgumentTypeError(f"spacing must be 1 or 3 numbers in {MIN_SPACING_MM:g}..{MAX_SPACING_MM:g} mm, "
+                                         f"got {text!r}")
     return tuple(values)  # type: ignore[return-value]
 
 
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sneakynet.bundle import BundleError
     from sneakynet.cli import UserError
+    from sneakynet.io import made_folders
     from sneakynet.train import TrainError, TrainOptions, train
 
     try:
@@ -108,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         options.net_config()
-        run_dir = train(options)
+        with made_folders(args.out):  # a failed start leaves no empty run folder behind
+            run_dir = train(options)
     except (TrainError, BundleError) as exc:
         raise UserError(str(exc)) from None
     import os

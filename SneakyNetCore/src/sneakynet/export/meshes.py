@@ -8,8 +8,6 @@ renames). A bad label map fails before anything touches the disk.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +17,7 @@ from sneakynet.export.formats import write_obj, write_ply, write_stl
 from sneakynet.export.gltf import write_gltf
 from sneakynet.export.labelmap import load_label_map
 from sneakynet.export.surfaces import check_options, smoothing_iterations, surfaces_from_label_map
+from sneakynet.io import atomic_folder
 from sneakynet.labels import load_label_table
 
 FORMATS = ("glb", "gltf", "obj", "stl", "ply")
@@ -64,10 +63,7 @@ def export_meshes(
     )
     report(0.86, f"writing {fmt.upper()}")
     table = load_label_table()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+    with atomic_folder(out_dir, merge=True) as staging:  # into an existing folder file by file
         if fmt in ("glb", "gltf"):
             written = write_gltf(surfaces, staging / f"{STEM}.{fmt}", table, source=label_map.source)
         elif fmt == "obj":
@@ -76,27 +72,6 @@ def export_meshes(
             written = write_stl(surfaces, staging, table, merged=merged_stl, stem=STEM)
         else:
             written = write_ply(surfaces, staging, table)
-        final = _publish(staging, out_dir, written)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    final = [out_dir / p.name for p in written]
     report(1.0, f"wrote {len(final)} file(s) to {out_dir}")
     return final
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _publish(staging: Path, out_dir: Path, written: list[Path]) -> list[Path]:
-    """Move the finished staging folder into place; returns the final file paths."""
-    names = [p.name for p in written]
-    try:
-        os.rename(staging, out_dir)  # fails if out_dir exists (non-empty) or appeared meanwhile
-    except OSError:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            os.replace(staging / name, out_dir / name)
-    return [out_dir / name for name in names]

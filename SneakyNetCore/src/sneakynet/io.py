@@ -43,6 +43,7 @@ class OutputWriteError(OSError):
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
         super().__init__(errno.EIO, f"{problem}; nothing was replaced (is the disk full?)", str(path))
+        self.problem = problem
 
 
 def image_suffix(path: str | os.PathLike) -> str:
@@ -137,7 +138,7 @@ def _check_nifti(path: Path) -> None:
         if path.name.lower().endswith(".nii"):
             needed = int(img.header.get_data_offset()) + int(np.prod(img.shape)) * dtype.itemsize
             if path.stat().st_size < needed:
-                raise ImageReadError(f"{path}: file is truncated ({path.stat().st_size} of {needed} bytes)")
+                raise ImageReadError(f"{path}: not a readable image: file is truncated ({path.stat().st_size} of {needed} bytes)")
         if dtype.kind != "f":
             return
         proxy = img.dataobj
@@ -252,7 +253,11 @@ def atomic_path(path: str | os.PathLike, verify: Callable[[Path], None] | None =
         try:
             yield tmp_path
             if verify is not None:
-                verify(tmp_path)
+                try:
+                    verify(tmp_path)
+                except OutputWriteError as exc:  # name the output, not our temporary file
+                    problem = exc.problem.replace(f"{tmp_path}: ", "").replace(str(tmp_path), "the file")
+                    raise OutputWriteError(target, problem) from None
             with open(tmp_path, "rb+") as f:
                 os.fsync(f.fileno())
             os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes 0600 files; give the usual permissions

@@ -300,6 +300,21 @@ def _nnunet_labels(meta: dict, path: Path) -> dict[int, str]:
     return out
 
 
+def _nnunet_cases(images_dir: Path, labels_dir: Path, suffix: str, ending: str) -> list[str]:
+    """Case ids of an nnU-Net raw dataset; each needs a file-name safe id and a label map."""
+    if not images_dir.is_dir():
+        raise DatasetImportError(f"{images_dir}: folder is missing")
+    cases = sorted(p.name[: -len(suffix)] for p in images_dir.iterdir() if p.name.endswith(suffix))
+    if not cases:
+        raise DatasetImportError(f"{images_dir}: no images named <case>{suffix}")
+    for case in cases:
+        if not valid_case_id(case):
+            raise DatasetImportError(f"{images_dir / (case + suffix)}: case id {case!r} is not file-name safe")
+        if not (labels_dir / f"{case}{ending}").is_file():
+            raise DatasetImportError(f"{labels_dir / (case + ending)}: label map of case {case!r} is missing")
+    return cases
+
+
 def import_nnunet(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -326,18 +341,8 @@ def import_nnunet(
         report.notes.append(f"source has {len(channels)} channels; only channel 0 (CT) was imported")
     ending = meta.get("file_ending", DEFAULT_FILE_ENDING)
     images_dir, labels_dir = src / IMAGES_DIR, src / LABELS_DIR
-    if not images_dir.is_dir():
-        raise DatasetImportError(f"{images_dir}: folder is missing")
     suffix = f"{CHANNEL_SUFFIX}{ending}"
-    cases = sorted(p.name[: -len(suffix)] for p in images_dir.iterdir() if p.name.endswith(suffix))
-    if not cases:
-        raise DatasetImportError(f"{images_dir}: no images named <case>{suffix}")
-    for case in cases:
-        if not valid_case_id(case):
-            raise DatasetImportError(f"{images_dir / (case + suffix)}: case id {case!r} is not file-name safe")
-        if not (labels_dir / f"{case}{ending}").is_file():
-            raise DatasetImportError(f"{labels_dir / (case + ending)}: label map of case {case!r} is missing")
-
+    cases = _nnunet_cases(images_dir, labels_dir, suffix, ending)
     table = load_label_table()
     targets = {v: resolve_name(n, user_mapping) if v else BACKGROUND for v, n in value_names.items()}
     lut = np.zeros(max(value_names) + 1, dtype=np.uint8)

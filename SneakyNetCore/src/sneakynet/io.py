@@ -210,6 +210,8 @@ def made_folders(folder: str | os.PathLike) -> Iterator[Path]:
     while not p.exists() and p != p.parent:
         missing.append(p)
         p = p.parent
+    if p.exists() and not p.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, so no folder can be made in it", str(p))
     folder.mkdir(parents=True, exist_ok=True)
     try:
         yield folder
@@ -252,17 +254,18 @@ def atomic_path(path: str | os.PathLike, verify: Callable[[Path], None] | None =
         tmp_path = Path(tmp)
         try:
             yield tmp_path
-            if verify is not None:
-                try:
-                    verify(tmp_path)
-                except OutputWriteError as exc:  # name the output, not our temporary file
-                    problem = exc.problem.replace(f"{tmp_path}: ", "").replace(str(tmp_path), "the file")
-                    raise OutputWriteError(target, problem) from None
+            try:
+                (verify or verify_by_format)(tmp_path)
+            except OutputWriteError as exc:  # name the output, not our temporary file
+                problem = exc.problem.replace(f"{tmp_path}: ", "").replace(str(tmp_path), "the file")
+                raise OutputWriteError(target, problem) from None
             with open(tmp_path, "rb+") as f:
                 os.fsync(f.fileno())
             os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes 0600 files; give the usual permissions
             _refuse_folder(target)
             os.replace(tmp_path, target)
+        except OSError as exc:
+            raise _naming(exc, tmp_path, target) from None
         finally:
             tmp_path.unlink(missing_ok=True)
 
@@ -289,9 +292,54 @@ def atomic_folder(path: str | os.PathLike, merge: bool = False) -> Iterator[Path
                     os.replace(entry, target / entry.name)
             else:
                 _swap_in(tmp, target)
+        except OSError as exc:
+            raise _naming(exc, tmp, target) from None
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _naming(exc: OSError, tmp: Path, target: Path) -> OSError:
+    """``exc`` naming the output instead of our temporary name (or naming it at all: a failed
+    ``write()`` carries no file name)."""
+    names = [None if n is None else str(n).replace(str(tmp), str(target)) for n in (exc.filename, exc.filename2)]
+    if names[0] is None:
+        names[0] = str(target)
+    if names == [exc.filename, exc.filename2]:
+        return exc
+    if isinstance(exc, OutputWriteError):
+        return OutputWriteError(names[0], exc.problem)
+    return OSError(exc.errno, exc.strerror, names[0], None, names[1])
+
+
+def verify_by_format(path: Path) -> None:
+    """Read back what a file's format allows cheaply: PNG ends in IEND, a GLB's length field is its
+    size, JSON/glTF parse, gzip streams are complete. Other formats pass (no cheap check)."""
+    name = path.name.lower()
+    problem = None
+    if name.endswith(".png"):
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, path.stat().st_size - 8))
+            complete = head == b"\x89PNG\r\n\x1a\n" and f.read().endswith(b"IEND\xaeB`\x82")
+        problem = None if complete else "written PNG is incomplete"
+    elif name.endswith(".glb"):
+        with open(path, "rb") as f:
+            head = f.read(12)
+        if len(head) < 12 or head[:4] != b"glTF" or int.from_bytes(head[8:12], "little") != path.stat().st_size:
+            problem = "written GLB is incomplete"
+    elif name.endswith((".json", ".gltf")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            problem = "written JSON does not parse"
+    elif name.endswith(".gz"):
+        try:
+            check_file_integrity(path)
+        except ImageReadError:
+            problem = "written file is not a complete gzip stream"
+    if problem:
+        raise OutputWriteError(path, problem)
 
 
 def _swap_in(new: Path, target: Path) -> None:

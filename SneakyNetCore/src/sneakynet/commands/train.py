@@ -9,6 +9,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 
 def _spacing(text: str) -> tuple[float, float, float]:
@@ -32,6 +36,21 @@ def _widths(text: str) -> tuple[int, ...]:
         return tuple(int(w) for w in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"widths must be 5 comma-separated integers, got {text!r}")
+
+
+@contextmanager
+def _discard_if_new(run: Path) -> Iterator[None]:
+    """Remove a run folder this call created if the run fails before its first checkpoint, so the
+    same command can simply be run again (there is nothing to resume)."""
+    from sneakynet.checkpoint import latest_checkpoint
+
+    new = not run.exists()
+    try:
+        yield
+    except BaseException:
+        if new and run.is_dir() and latest_checkpoint(run) is None:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         options.net_config()
-        with made_folders(args.out):  # a failed start leaves no empty run folder behind
+        with _discard_if_new(Path(args.out)), made_folders(args.out):  # a failed start leaves no run folder
             run_dir = train(options)
     except (TrainError, BundleError) as exc:
         raise UserError(str(exc)) from None

@@ -86,7 +86,7 @@ def run_fault(f: Fault, work: Path) -> Outcome:
                           timeout=600)
     seconds = time.perf_counter() - t0
     err = _strip_bars(proc.stderr)
-    lines = [ln for ln in err.splitlines() if "error:" in ln or "warning" in ln or "failed" in ln]
+    lines = [ln for ln in err.splitlines() if ln.startswith("sneakynet") and ("error:" in ln or "failed" in ln)]
     out_lines = [ln for ln in proc.stdout.splitlines() if "warning" in ln or "resuming" in ln or "older" in ln]
     message = (lines or out_lines or [ln for ln in err.splitlines() if ln.strip()][-1:] or ["(no message)"])[0]
     message = message.replace(str(work) + "/", "").replace(str(work), ".")

@@ -160,8 +160,15 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete leftovers of writes interrupted by a kill (see :func:`sneakynet.io.remove_stale_temporaries`)."""
-    return io.remove_stale_temporaries(folder)
+    """Delete leftovers of writes interrupted by a kill (see :func:`sneakynet.io.remove_stale_temporaries`),
+    and the ``.<name>.tmp-*`` / ``.<name>.old-*`` folders that versions before the shared publisher left."""
+    removed = io.remove_stale_temporaries(folder)
+    folder = Path(folder)
+    for p in folder.iterdir() if folder.is_dir() else []:
+        if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p)
+    return removed
 
 
 def save_checkpoint(run_dir: str | os.PathLike, iteration: int, tensors: dict[str, torch.Tensor], meta: dict,

@@ -10,6 +10,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +119,14 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
     stale.write_bytes(b"half")
     mine = tmp_path / f".labels.nii.gz{TEMP_MARK}{os.getpid()}-x2.nii.gz"  # a live writer's: kept
     mine.write_bytes(b"busy")
+    foreign = tmp_path / f".labels.nii.gz{TEMP_MARK}{int(dead.stdout)}@0000beef-x3.nii.gz"  # another machine's
+    foreign.write_bytes(b"busy elsewhere")
     write_image(_labels(), tmp_path / "labels.nii.gz")
-    assert not stale.exists() and mine.exists()
+    assert not stale.exists() and mine.exists() and foreign.exists()
+    old = time.time() - 2 * 24 * 3600
+    os.utime(foreign, (old, old))
+    write_image(_labels(), tmp_path / "labels.nii.gz")
+    assert not foreign.exists()
 
 
 def test_sigterm_during_a_write_leaves_no_temporary(tmp_path):

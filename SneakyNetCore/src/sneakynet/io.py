@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import errno
 import gzip
+import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +35,8 @@ CT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 TEMP_MARK = ".sntmp-"  # in the names of our temporary files and folders
 OLD_MARK = ".snold-"  # a replaced folder, kept until its successor is in place
 _GZIP_BLOCK = 1 << 24
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]  # no '-' in it
+FOREIGN_STALE_SECONDS = 24 * 3600  # a temporary of another machine (shared disk) is stale after a day
 
 
 class ImageReadError(ValueError):
@@ -176,6 +181,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _owner() -> str:
+    """``<pid>@<host code>``: who writes a temporary (in its name)."""
+    return f"{os.getpid()}@{_HOST}"
+
+
+def _writer_gone(path: Path, owner: str) -> bool:
+    """True when the process that named a temporary ``owner`` no longer runs."""
+    pid, _, host = owner.partition("@")
+    if not pid.isdigit():
+        return False
+    if host and host != _HOST:  # another machine's process: judge by age only
+        return time.time() - path.stat().st_mtime > FOREIGN_STALE_SECONDS
+    return not _pid_alive(int(pid))
+
+
 def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Delete our temporaries in ``folder`` (of target ``name`` only, if given) whose writer is dead.
 
@@ -189,8 +209,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
         if mark is None or not p.name.startswith("."):
             continue
         target_name, _, rest = p.name[1:].partition(mark)
-        pid = rest.split("-", 1)[0]
-        if (name is not None and target_name != name) or not pid.isdigit() or _pid_alive(int(pid)):
+        if (name is not None and target_name != name) or not _writer_gone(p, rest.split("-", 1)[0]):
             continue
         inner = p / target_name
         if mark == OLD_MARK and inner.exists() and not (folder / target_name).exists():
@@ -248,7 +267,7 @@ def atomic_path(path: str | os.PathLike, verify: Callable[[Path], None] | None =
     with made_folders(target.parent):
         remove_stale_temporaries(target.parent, target.name)
         suffix = image_suffix(target) or target.suffix
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}{os.getpid()}-", suffix=suffix,
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}{_owner()}-", suffix=suffix,
                                    dir=target.parent)
         os.close(fd)
         tmp_path = Path(tmp)
@@ -283,7 +302,7 @@ def atomic_folder(path: str | os.PathLike, merge: bool = False) -> Iterator[Path
         raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(target))
     with made_folders(target.parent):
         remove_stale_temporaries(target.parent, target.name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TEMP_MARK}{os.getpid()}-", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TEMP_MARK}{_owner()}-", dir=target.parent))
         try:
             os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; the result gets the usual permissions
             yield tmp
@@ -347,7 +366,7 @@ def _swap_in(new: Path, target: Path) -> None:
     if not target.exists():
         os.replace(new, target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}{os.getpid()}-", dir=target.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}{_owner()}-", dir=target.parent))
     os.replace(target, old / target.name)
     try:
         os.replace(new, target)

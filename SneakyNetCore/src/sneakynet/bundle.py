@@ -266,6 +266,30 @@ def _require(data: dict, key: str, types: type | tuple[type, ...], where: Path) 
     return value
 
 
+def _check_label_table(data: dict, num_classes: int, cfg_path: Path) -> str:
+    """The bundle's label table version, which must be this SneakyNet's, with room for its classes."""
+    table = load_label_table()
+    label_version = str(_require(data, "label_table_version", (str, int), cfg_path))
+    if label_version != table.version:
+        raise BundleError(f"{cfg_path}: model was trained with label table version {label_version}, this SneakyNet "
+                          f"has version {table.version}; its label ids would be wrong")
+    if num_classes > len(table) + 1:
+        raise BundleError(f"{cfg_path}: {num_classes} classes, but the label table has only {len(table)} bones "
+                          "+ background")
+    return label_version
+
+
+def _check_weights_entry(data: dict, cfg_path: Path) -> str:
+    """The sha256 recorded for ``model.safetensors``."""
+    weights = _require(data, "weights", dict, cfg_path)
+    if weights.get("file") != WEIGHTS_FILE:
+        raise BundleError(f"{cfg_path}: weights file must be {WEIGHTS_FILE!r}, got {weights.get('file')!r}")
+    sha = weights.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise BundleError(f"{cfg_path}: weights.sha256 must be 64 lower-case hex digits, got {sha!r}")
+    return sha
+
+
 def read_bundle_info(path: str | os.PathLike) -> BundleInfo:
     """Read and validate ``config.json`` of a bundle (no weights are read, no hash is checked)."""
     folder = Path(path)
@@ -299,20 +323,8 @@ def read_bundle_info(path: str | os.PathLike) -> BundleInfo:
     for key, value in (("patch_size", config.patch_size), ("num_context", config.num_context)):
         if _require(data, key, int, cfg_path) != value:
             raise BundleError(f"{cfg_path}: {key} {data[key]} disagrees with the network's {value}")
-    table = load_label_table()
-    label_version = str(_require(data, "label_table_version", (str, int), cfg_path))
-    if label_version != table.version:
-        raise BundleError(f"{cfg_path}: model was trained with label table version {label_version}, this SneakyNet "
-                          f"has version {table.version}; its label ids would be wrong")
-    if num_classes > len(table) + 1:
-        raise BundleError(f"{cfg_path}: {num_classes} classes, but the label table has only {len(table)} bones "
-                          "+ background")
-    weights = _require(data, "weights", dict, cfg_path)
-    if weights.get("file") != WEIGHTS_FILE:
-        raise BundleError(f"{cfg_path}: weights file must be {WEIGHTS_FILE!r}, got {weights.get('file')!r}")
-    sha = weights.get("sha256")
-    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise BundleError(f"{cfg_path}: weights.sha256 must be 64 lower-case hex digits, got {sha!r}")
+    label_version = _check_label_table(data, num_classes, cfg_path)
+    sha = _check_weights_entry(data, cfg_path)
     metrics = data.get("metrics")
     if metrics is not None and not isinstance(metrics, dict):
         raise BundleError(f"{cfg_path}: 'metrics' must be an object or null")

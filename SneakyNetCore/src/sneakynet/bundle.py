@@ -20,11 +20,8 @@ problem raises :class:`BundleError` (a ``ValueError``) whose message names the f
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -35,6 +32,7 @@ import torch
 from torch import nn
 
 from sneakynet.intensity import CTNormalization
+from sneakynet.io import OutputWriteError, atomic_folder, read_json, write_json
 from sneakynet.labels import load_label_table
 from sneakynet.models import MultiResolutionUNet, NetConfig, build_network
 
@@ -137,13 +135,37 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def verify_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Raise :class:`OutputWriteError` unless ``path`` has the header and size of ``tensors``.
+
+    Read back before a checkpoint or bundle replaces anything: a full disk can leave a short file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    expected = sum(t.numel() * t.element_size() for t in tensors.values())
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+        with open(path, "rb") as f:
+            header = 8 + int.from_bytes(f.read(8), "little")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise OutputWriteError(path, f"written tensors do not read back ({exc})") from None
+    if keys != set(tensors) or path.stat().st_size != header + expected:
+        raise OutputWriteError(path, f"written tensors read back with {len(keys)} of {len(tensors)} tensors, "
+                                     f"{path.stat().st_size} of {header + expected} bytes")
+
+
+MIN_SPACING_MM, MAX_SPACING_MM = 0.1, 20.0  # paper 2 mm; a tiny spacing would make a huge model grid
+
+
 def _check_spacing(spacing: Any, where: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(s) for s in spacing)
     except (TypeError, ValueError):
         raise BundleError(f"{where}: spacing must be three numbers in mm, got {spacing!r}") from None
-    if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
-        raise BundleError(f"{where}: spacing must be three positive numbers in mm (x, y, z), got {spacing!r}")
+    if len(values) != 3 or not all(math.isfinite(s) and MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in values):
+        raise BundleError(f"{where}: spacing must be three positive numbers in {MIN_SPACING_MM:g}..{MAX_SPACING_MM:g} mm "
+                          f"(x, y, z), got {spacing!r}")
     return values  # type: ignore[return-value]
 
 
@@ -189,11 +211,10 @@ def save_bundle(model: nn.Module, out_dir: str | os.PathLike, *, spacing: tuple[
     if demo and not disclaimer:
         disclaimer = DEMO_DISCLAIMER
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         weights = tmp / WEIGHTS_FILE
         save_file(state, str(weights), metadata={"format": "pt", "sneakynet_bundle": str(FORMAT_VERSION)})
+        verify_safetensors(weights, state)
         info = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -214,23 +235,24 @@ def save_bundle(model: nn.Module, out_dir: str | os.PathLike, *, spacing: tuple[
             "weights": {"file": WEIGHTS_FILE, "sha256": file_sha256(weights), "bytes": weights.stat().st_size,
                         "num_tensors": len(state)},
         }
-        (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_json(info, tmp / CONFIG_FILE)
     return out
 
 
 # ----------------------------------------------------------------------------------------------
 # loading
+
+
+MAX_PARAMETERS = 300_000_000  # the paper's largest network has 62 M; 1.2 GB of float32 weights
+
+
+def _check_size(config: NetConfig, where: Path) -> None:
+    """Count the network's parameters on the meta device (no memory) and refuse absurd ones."""
+    with torch.device("meta"):
+        n = sum(p.numel() for p in build_network(config).parameters())
+    if n > MAX_PARAMETERS:
+        raise BundleError(f"{where}: the network would have {n / 1e6:.0f} M parameters; SneakyNet loads at most "
+                          f"{MAX_PARAMETERS / 1e6:.0f} M (the paper's largest has 62 M)")
 
 
 def _require(data: dict, key: str, types: type | tuple[type, ...], where: Path) -> Any:
@@ -244,6 +266,30 @@ def _require(data: dict, key: str, types: type | tuple[type, ...], where: Path) 
     return value
 
 
+def _check_label_table(data: dict, num_classes: int, cfg_path: Path) -> str:
+    """The bundle's label table version, which must be this SneakyNet's, with room for its classes."""
+    table = load_label_table()
+    label_version = str(_require(data, "label_table_version", (str, int), cfg_path))
+    if label_version != table.version:
+        raise BundleError(f"{cfg_path}: model was trained with label table version {label_version}, this SneakyNet "
+                          f"has version {table.version}; its label ids would be wrong")
+    if num_classes > len(table) + 1:
+        raise BundleError(f"{cfg_path}: {num_classes} classes, but the label table has only {len(table)} bones "
+                          "+ background")
+    return label_version
+
+
+def _check_weights_entry(data: dict, cfg_path: Path) -> str:
+    """The sha256 recorded for ``model.safetensors``."""
+    weights = _require(data, "weights", dict, cfg_path)
+    if weights.get("file") != WEIGHTS_FILE:
+        raise BundleError(f"{cfg_path}: weights file must be {WEIGHTS_FILE!r}, got {weights.get('file')!r}")
+    sha = weights.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise BundleError(f"{cfg_path}: weights.sha256 must be 64 lower-case hex digits, got {sha!r}")
+    return sha
+
+
 def read_bundle_info(path: str | os.PathLike) -> BundleInfo:
     """Read and validate ``config.json`` of a bundle (no weights are read, no hash is checked)."""
     folder = Path(path)
@@ -254,10 +300,7 @@ def read_bundle_info(path: str | os.PathLike) -> BundleInfo:
     cfg_path = folder / CONFIG_FILE
     if not cfg_path.is_file():
         raise BundleError(f"{cfg_path}: file is missing; {folder} is not a SneakyNet model bundle")
-    try:
-        data = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{cfg_path}: not valid JSON ({exc})") from None
+    data = read_json(cfg_path, BundleError, "bundle config")
     if not isinstance(data, dict):
         raise BundleError(f"{cfg_path}: must hold a JSON object")
     if data.get("format") != FORMAT_NAME:
@@ -273,26 +316,15 @@ def read_bundle_info(path: str | os.PathLike) -> BundleInfo:
         config = NetConfig.from_dict(network)
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{cfg_path}: invalid network config ({exc})") from None
+    _check_size(config, cfg_path)
     num_classes = _require(data, "num_classes", int, cfg_path)
     if num_classes != config.num_classes:
         raise BundleError(f"{cfg_path}: num_classes {num_classes} disagrees with the network's {config.num_classes}")
     for key, value in (("patch_size", config.patch_size), ("num_context", config.num_context)):
         if _require(data, key, int, cfg_path) != value:
             raise BundleError(f"{cfg_path}: {key} {data[key]} disagrees with the network's {value}")
-    table = load_label_table()
-    label_version = str(_require(data, "label_table_version", (str, int), cfg_path))
-    if label_version != table.version:
-        raise BundleError(f"{cfg_path}: model was trained with label table version {label_version}, this SneakyNet "
-                          f"has version {table.version}; its label ids would be wrong")
-    if num_classes > len(table) + 1:
-        raise BundleError(f"{cfg_path}: {num_classes} classes, but the label table has only {len(table)} bones "
-                          "+ background")
-    weights = _require(data, "weights", dict, cfg_path)
-    if weights.get("file") != WEIGHTS_FILE:
-        raise BundleError(f"{cfg_path}: weights file must be {WEIGHTS_FILE!r}, got {weights.get('file')!r}")
-    sha = weights.get("sha256")
-    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise BundleError(f"{cfg_path}: weights.sha256 must be 64 lower-case hex digits, got {sha!r}")
+    label_version = _check_label_table(data, num_classes, cfg_path)
+    sha = _check_weights_entry(data, cfg_path)
     metrics = data.get("metrics")
     if metrics is not None and not isinstance(metrics, dict):
         raise BundleError(f"{cfg_path}: 'metrics' must be an object or null")

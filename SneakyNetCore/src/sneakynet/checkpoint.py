@@ -8,28 +8,29 @@ A checkpoint is a folder ``<run>/checkpoints/iter_<NNNNNNN>/`` with
   sampler state, the AMP scaler state, best validation score, ... and the sha256 of the
   safetensors file.
 
-The folder is written under a temporary name and renamed into place, so a kill at any moment
-leaves either the complete new checkpoint or none; readers skip temporary folders.
-:func:`latest_checkpoint` returns the newest complete one. Everything restores bit-exactly:
+The folder is written under a temporary name, read back and renamed into place
+(:func:`sneakynet.io.atomic_folder`), so a kill at any moment leaves either the complete new
+checkpoint or none; readers skip temporary folders. :func:`latest_checkpoint` returns the newest
+complete one, :func:`load_newest_intact` the newest that also verifies (falling back to an older
+one when the newest is damaged). Everything restores bit-exactly:
 ``torch.get_rng_state()`` is a uint8 tensor, numpy's and Python's states are lists of ints.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from sneakynet.bundle import file_sha256, json_safe
+from sneakynet import io
+from sneakynet.bundle import file_sha256, json_safe, verify_safetensors
 
 CHECKPOINT_DIR = "checkpoints"
 TENSORS_FILE = "state.safetensors"
@@ -159,12 +160,11 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete ``.<name>.tmp-*`` / ``.<name>.old-*`` leftovers of writes interrupted by a kill."""
-    removed = []
+    """Delete leftovers of writes interrupted by a kill (see :func:`sneakynet.io.remove_stale_temporaries`),
+    and the ``.<name>.tmp-*`` / ``.<name>.old-*`` folders that versions before the shared publisher left."""
+    removed = io.remove_stale_temporaries(folder)
     folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for p in folder.iterdir():
+    for p in folder.iterdir() if folder.is_dir() else []:
         if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
             removed.append(p)
@@ -173,28 +173,46 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 def save_checkpoint(run_dir: str | os.PathLike, iteration: int, tensors: dict[str, torch.Tensor], meta: dict,
                     keep: int = 2) -> Path:
-    """Write checkpoint ``iteration`` atomically and keep only the newest ``keep`` checkpoints."""
+    """Write checkpoint ``iteration`` atomically and keep only the newest ``keep`` checkpoints.
+
+    The tensors file is read back (header, size) before the folder replaces anything.
+    """
     from safetensors.torch import save_file
 
-    root = Path(run_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / checkpoint_name(iteration)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
-    try:
+    final = Path(run_dir) / CHECKPOINT_DIR / checkpoint_name(iteration)
+    with io.atomic_folder(final) as tmp:  # re-saving an iteration (end of run == periodic step) replaces it
         save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": "pt"})
+        verify_safetensors(tmp / TENSORS_FILE, tensors)
         full = {"format": CHECKPOINT_FORMAT, "iteration": int(iteration),
                 "sha256": file_sha256(tmp / TENSORS_FILE), **json_safe(meta)}
-        (tmp / META_FILE).write_text(json.dumps(full, indent=1, allow_nan=False), encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if final.exists():  # re-saving the same iteration (e.g. end of run == periodic step)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        io.write_json(full, tmp / META_FILE)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def load_newest_intact(run_dir: str | os.PathLike, log: Callable[[str], None] | None = print) -> Checkpoint | None:
+    """The newest checkpoint of a run that loads and verifies, or None when the run has none.
+
+    A damaged newer checkpoint (a kill mid-copy, a bad disk) is skipped for the next older one and
+    ``log`` says which one is used and why; if every kept checkpoint is damaged, the newest one's
+    :class:`CheckpointError` is raised.
+    """
+    found = list_checkpoints(run_dir)
+    errors: list[CheckpointError] = []
+    for path in reversed(found):
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as exc:
+            errors.append(exc)
+            continue
+        if errors and log is not None:
+            skipped = "; ".join(str(e) for e in errors)
+            log(f"sneakynet: newest checkpoint(s) damaged ({skipped}); resuming from the older intact {path}")
+        return ckpt
+    if errors:
+        raise CheckpointError(f"{errors[0]}; no older intact checkpoint is kept in {Path(run_dir) / CHECKPOINT_DIR}")
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -206,10 +224,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     meta_path, tensor_path = path / META_FILE, path / TENSORS_FILE
     if not meta_path.is_file() or not tensor_path.is_file():
         raise CheckpointError(f"{path}: incomplete checkpoint (needs {META_FILE} and {TENSORS_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from None
+    meta = io.read_json(meta_path, CheckpointError, "checkpoint metadata")
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{meta_path}: not a SneakyNet checkpoint of format {CHECKPOINT_FORMAT}")
     if file_sha256(tensor_path) != meta.get("sha256"):
@@ -222,5 +237,5 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 
 __all__ = ["CHECKPOINT_DIR", "Checkpoint", "CheckpointError", "capture_rng", "latest_checkpoint", "list_checkpoints",
-           "load_checkpoint", "pack_model", "pack_optimizer", "remove_stale_temporaries", "restore_rng",
+           "load_checkpoint", "load_newest_intact", "pack_model", "pack_optimizer", "remove_stale_temporaries", "restore_rng",
            "save_checkpoint", "unpack_model", "unpack_optimizer"]

@@ -3,12 +3,15 @@
 Each sub-command lives in ``sneakynet.commands.<module>`` with ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so ``--help`` is fast.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad input or usage, 130 cancelled (Ctrl-C).
+Exit codes: 0 success, 1 runtime failure (a bug or a failure we could not classify), 2 bad input
+or usage, 3 environment failure (full disk, permission denied, read-only location, an output path
+that is a folder, out of memory), 130 cancelled (Ctrl-C), 143 terminated (SIGTERM).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -32,7 +35,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("view", "view", "show an export's bones in a browser, or on a phone/headset on the local network (AR)"),
 ]
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_CANCELLED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
 
 class UserError(Exception):
@@ -83,14 +86,54 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
     module.add_arguments(sub)
     args = parser.parse_args(argv)
+    return _run_command(command, module, args)
+
+
+class _Terminated(BaseException):
+    """SIGTERM as an exception, so ``finally`` blocks remove temporary files before the exit."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _run_command(command: str, module: object, args: argparse.Namespace) -> int:
+    """Run a command and map its failures to one line on stderr and a documented exit code."""
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
-        return int(module.run(args) or 0)
+        return int(module.run(args) or 0)  # type: ignore[attr-defined]
     except UserError as exc:
         print(f"sneakynet {command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # full disk, permission denied, read-only location, a folder in the way
+        print(f"sneakynet {command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except MemoryError:
+        print(f"sneakynet {command}: error: out of memory", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print(f"sneakynet {command}: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except _Terminated:
+        print(f"sneakynet {command}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``<path>: <cause>`` for an ``OSError`` (both paths of a failed rename), else its text."""
+    cause = exc.strerror or str(exc)
+    if exc.errno in (28, 122):  # ENOSPC, EDQUOT
+        cause += " (free some space and run again)"
+    elif exc.errno in (27,):  # EFBIG
+        cause += " (a file-size limit was hit)"
+    paths = [p for p in (exc.filename, exc.filename2) if p]
+    return f"{' -> '.join(str(p) for p in paths)}: {cause}" if paths else cause
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Label names and ids in ``dataset.json`` must be those of :func:`sneakynet.labels
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from sneakynet.io import ImageReadError, atomic_path, read_image
+from sneakynet.io import ImageReadError, read_image, read_json, write_json
 from sneakynet.labels import NUM_BONES, load_label_table
 
 DATASET_JSON = "dataset.json"
@@ -77,22 +76,12 @@ def make_dataset_json(
 
 
 def write_json_atomic(data: object, path: str | os.PathLike) -> Path:
-    """Write ``data`` as indented JSON via a temporary file and rename (never half-written)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    return Path(path)
+    """Write ``data`` as indented JSON, atomically and read back (see :func:`sneakynet.io.write_json`)."""
+    return write_json(data, path)
 
 
 def _read_json(path: Path) -> object:
-    if not path.is_file():
-        raise DatasetError(f"{path}: file is missing")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise DatasetError(f"{path}: file is empty")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    return read_json(path, DatasetError)
 
 
 def _validate_dataset_json(data: object, path: Path) -> tuple[dict[str, int], str]:
@@ -167,21 +156,37 @@ def geometry_mismatch(image: sitk.Image, labels: sitk.Image) -> str | None:
     return None
 
 
-def label_value_counts(labels: sitk.Image | np.ndarray, source: str | os.PathLike) -> np.ndarray:
-    """Voxel count per label value 0..max as int64 array; non-integer or negative values are an error."""
+class LabelMapError(DatasetError):
+    """A label map holds something other than integer labels in range; the message names the file.
+
+    The one exception of :func:`label_value_counts`, the label-map check that the dataset, the
+    importers, :mod:`sneakynet.metrics` and :mod:`sneakynet.export.labelmap` share.
+    """
+
+
+def label_value_counts(labels: sitk.Image | np.ndarray, source: str | os.PathLike,
+                       max_label: int = 65535) -> np.ndarray:
+    """Voxel count per label value 0..max as int64 array, after the one label-map value check:
+    integer values (a float map must hold whole numbers), none negative, none above ``max_label``."""
     arr = sitk.GetArrayViewFromImage(labels) if isinstance(labels, sitk.Image) else np.asarray(labels)
     if arr.size == 0:
-        raise DatasetError(f"{source}: label map is empty")
+        raise LabelMapError(f"{source}: label map is empty")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
-            raise DatasetError(f"{source}: label map has non-integer values (pixel type {arr.dtype})")
+            raise LabelMapError(f"{source}: has non-integer voxel values ({arr.dtype}, range {np.nanmin(arr):g}.."
+                                f"{np.nanmax(arr):g}); this looks like a CT or probability map, not a label map")
     elif arr.dtype.kind not in "iub":
-        raise DatasetError(f"{source}: label map pixel type {arr.dtype} is not an integer type")
+        raise LabelMapError(f"{source}: label map pixel type {arr.dtype} is not an integer type")
     lo, hi = arr.min(), arr.max()
     if lo < 0:
-        raise DatasetError(f"{source}: label map has negative value {int(lo)}")
-    if hi > 65535:
-        raise DatasetError(f"{source}: label value {int(hi)} is outside the label table (0..{NUM_BONES})")
+        raise LabelMapError(f"{source}: has negative values (min {lo:g}, {arr.dtype}); this looks like a CT in "
+                            f"Hounsfield units, not a label map with values 0..{min(max_label, NUM_BONES)}")
+    if hi > max_label:
+        too_big = np.unique(arr[arr > max_label])
+        shown = ", ".join(f"{v:g}" for v in too_big[:5]) + (", ..." if too_big.size > 5 else "")
+        hint = " (a CT?)" if hi > 255 and max_label < 255 else ""
+        raise LabelMapError(f"{source}: label values {shown} are outside 0..{max_label} (max {hi:g}){hint}; "
+                            "not a SneakyNet bone label map")
     flat = arr.reshape(-1)
     counts = np.zeros(int(hi) + 1, dtype=np.int64)
     step = 1 << 24  # bounded temporary memory on whole-body volumes
@@ -193,7 +198,7 @@ def label_value_counts(labels: sitk.Image | np.ndarray, source: str | os.PathLik
 def check_label_values(
     labels: sitk.Image | np.ndarray, source: str | os.PathLike, allowed: Iterable[int] | None = None
 ) -> np.ndarray:
-    """Raise :class:`DatasetError` for values outside ``allowed`` (default 0..125); return the counts."""
+    """Raise :class:`LabelMapError` for values outside ``allowed`` (default 0..125); return the counts."""
     counts = label_value_counts(labels, source)
     allowed_set = set(range(NUM_BONES + 1)) if allowed is None else {int(a) for a in allowed}
     present = np.flatnonzero(counts)
@@ -202,7 +207,7 @@ def check_label_values(
         shown = ", ".join(f"{v} ({int(counts[v])} voxels)" for v in bad[:8])
         more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
         limit = f"0..{NUM_BONES}" if allowed is None else "the labels of dataset.json"
-        raise DatasetError(f"{source}: label value(s) {shown}{more} outside {limit}")
+        raise LabelMapError(f"{source}: label value(s) {shown}{more} outside {limit}")
     return counts
 
 

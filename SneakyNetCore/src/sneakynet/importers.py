@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -44,9 +43,9 @@ from sneakynet.dataset import (
     label_value_counts,
     make_dataset_json,
     valid_case_id,
-    write_json_atomic,
 )
-from sneakynet.io import ImageReadError, read_image, write_image
+from sneakynet.io import (ImageReadError, OutputWriteError, atomic_folder, atomic_path, read_image, read_json,
+                          write_image, write_json)
 from sneakynet.labels import load_label_table
 
 BACKGROUND = "background"
@@ -108,10 +107,7 @@ def read_user_mapping(path: str | os.PathLike) -> dict[str, str]:
     p = Path(path)
     if not p.is_file():
         raise DatasetImportError(f"{p}: mapping file does not exist")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetImportError(f"{p}: not valid JSON ({exc})") from None
+    data = read_json(p, DatasetImportError, "mapping file")
     if isinstance(data, dict) and "to_sneakynet" in data:
         data = data["to_sneakynet"]
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
@@ -211,35 +207,40 @@ class ImportReport:
 # output folder handling
 
 
-class _StagedFolder:
-    """Build a dataset beside ``dst`` and rename it into place only when complete."""
+def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse a destination that is a file, a non-empty folder (without ``overwrite``) or overlaps ``src``."""
+    if dst.exists() and not dst.is_dir():
+        raise DatasetImportError(f"{dst}: exists and is not a folder")
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise DatasetImportError(f"{dst}: folder exists and is not empty (use --overwrite to replace it)")
+    s, d = src.resolve(), dst.resolve()
+    if s == d or s in d.parents or d in s.parents:
+        raise DatasetImportError(f"{dst}: overlaps the source {src}; importing would replace the source data")
 
-    def __init__(self, dst: Path, overwrite: bool) -> None:
-        self.dst = dst
-        if dst.exists():
-            if not dst.is_dir():
-                raise DatasetImportError(f"{dst}: exists and is not a folder")
-            if any(dst.iterdir()) and not overwrite:
-                raise DatasetImportError(f"{dst}: folder exists and is not empty (use --overwrite to replace it)")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the dataset gets the usual permissions
-        (self.tmp / IMAGES_DIR).mkdir()
-        (self.tmp / LABELS_DIR).mkdir()
 
-    def commit(self) -> None:
-        old = None
-        if self.dst.exists():
-            old = self.dst.parent / f".{self.dst.name}.old-{os.getpid()}"
-            os.rename(self.dst, old)
-        os.rename(self.tmp, self.dst)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+ConvertCase = Callable[[object], tuple[str, Path, sitk.Image, np.ndarray, CaseImport]]
 
-    def discard(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+
+def _import_cases(src: Path, dst: Path, overwrite: bool, report: ImportReport, items: list, convert: ConvertCase,
+                  description: str, progress: Progress | None) -> ImportReport:
+    """The staging loop both importers share: convert each case, write its CT and labels into a
+    staging folder beside ``dst``, then publish the finished dataset (:func:`sneakynet.io.atomic_folder`)."""
+    _check_destination(src, dst, overwrite)
+    with atomic_folder(dst) as stage:
+        (stage / IMAGES_DIR).mkdir()
+        (stage / LABELS_DIR).mkdir()
+        for i, item in enumerate(items):
+            case, ct_path, ct, labels, entry = convert(item)
+            _write_ct(ct_path, ct, stage / IMAGES_DIR / f"{case}{CHANNEL_SUFFIX}{DEFAULT_FILE_ENDING}")
+            _write_labels(ct, labels, stage / LABELS_DIR / f"{case}{DEFAULT_FILE_ENDING}")
+            report.cases.append(entry)
+            if progress:
+                progress(i + 1, len(items), case)
+        meta = make_dataset_json(num_training=len(report.cases), name=dst.name, description=description,
+                                 extra={"sneakynet_import": {"format": report.format, "source": report.source}})
+        write_json(report.to_dict(), stage / IMPORT_REPORT_JSON)
+        write_json(meta, stage / DATASET_JSON)
+    return report
 
 
 def _read(path: Path) -> sitk.Image:
@@ -255,27 +256,21 @@ def _read(path: Path) -> sitk.Image:
 def _write_ct(src_path: Path, ct: sitk.Image, dst_path: Path) -> None:
     """Copy a ``.nii.gz`` CT byte for byte (lossless, fast); convert other formats with SimpleITK."""
     if src_path.name.endswith(DEFAULT_FILE_ENDING):
-        shutil.copyfile(src_path, dst_path)
+        with atomic_path(dst_path, verify=lambda tmp: _same_size(src_path, tmp)) as tmp:
+            shutil.copyfile(src_path, tmp)
     else:
         write_image(ct, dst_path)
+
+
+def _same_size(src: Path, copy: Path) -> None:
+    if copy.stat().st_size != src.stat().st_size:
+        raise OutputWriteError(copy, f"copy of {src} has {copy.stat().st_size} of {src.stat().st_size} bytes")
 
 
 def _write_labels(ct: sitk.Image, labels: np.ndarray, dst_path: Path) -> None:
     img = sitk.GetImageFromArray(labels.astype(np.uint8, copy=False))
     img.CopyInformation(ct)
     write_image(img, dst_path)
-
-
-def _finish(stage: _StagedFolder, report: ImportReport, description: str) -> None:
-    meta = make_dataset_json(
-        num_training=len(report.cases),
-        name=Path(report.destination).name,
-        description=description,
-        extra={"sneakynet_import": {"format": report.format, "source": report.source}},
-    )
-    write_json_atomic(report.to_dict(), stage.tmp / IMPORT_REPORT_JSON)
-    write_json_atomic(meta, stage.tmp / DATASET_JSON)
-    stage.commit()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,6 +300,21 @@ def _nnunet_labels(meta: dict, path: Path) -> dict[int, str]:
     return out
 
 
+def _nnunet_cases(images_dir: Path, labels_dir: Path, suffix: str, ending: str) -> list[str]:
+    """Case ids of an nnU-Net raw dataset; each needs a file-name safe id and a label map."""
+    if not images_dir.is_dir():
+        raise DatasetImportError(f"{images_dir}: folder is missing")
+    cases = sorted(p.name[: -len(suffix)] for p in images_dir.iterdir() if p.name.endswith(suffix))
+    if not cases:
+        raise DatasetImportError(f"{images_dir}: no images named <case>{suffix}")
+    for case in cases:
+        if not valid_case_id(case):
+            raise DatasetImportError(f"{images_dir / (case + suffix)}: case id {case!r} is not file-name safe")
+        if not (labels_dir / f"{case}{ending}").is_file():
+            raise DatasetImportError(f"{labels_dir / (case + ending)}: label map of case {case!r} is missing")
+    return cases
+
+
 def import_nnunet(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -317,10 +327,7 @@ def import_nnunet(
     json_path = src / DATASET_JSON
     if not json_path.is_file():
         raise DatasetImportError(f"{json_path}: file is missing (is {src} an nnU-Net raw dataset?)")
-    try:
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetImportError(f"{json_path}: not valid JSON ({exc})") from None
+    meta = read_json(json_path, DatasetImportError, "dataset.json")
     if not isinstance(meta, dict):
         raise DatasetImportError(f"{json_path}: must hold a JSON object")
     value_names = _nnunet_labels(meta, json_path)
@@ -334,55 +341,36 @@ def import_nnunet(
         report.notes.append(f"source has {len(channels)} channels; only channel 0 (CT) was imported")
     ending = meta.get("file_ending", DEFAULT_FILE_ENDING)
     images_dir, labels_dir = src / IMAGES_DIR, src / LABELS_DIR
-    if not images_dir.is_dir():
-        raise DatasetImportError(f"{images_dir}: folder is missing")
     suffix = f"{CHANNEL_SUFFIX}{ending}"
-    cases = sorted(p.name[: -len(suffix)] for p in images_dir.iterdir() if p.name.endswith(suffix))
-    if not cases:
-        raise DatasetImportError(f"{images_dir}: no images named <case>{suffix}")
-    for case in cases:
-        if not valid_case_id(case):
-            raise DatasetImportError(f"{images_dir / (case + suffix)}: case id {case!r} is not file-name safe")
-        if not (labels_dir / f"{case}{ending}").is_file():
-            raise DatasetImportError(f"{labels_dir / (case + ending)}: label map of case {case!r} is missing")
-
+    cases = _nnunet_cases(images_dir, labels_dir, suffix, ending)
     table = load_label_table()
     targets = {v: resolve_name(n, user_mapping) if v else BACKGROUND for v, n in value_names.items()}
     lut = np.zeros(max(value_names) + 1, dtype=np.uint8)
     for v, name in targets.items():
         lut[v] = table.by_name(name).id if name != BACKGROUND else 0
 
-    stage = _StagedFolder(dst, overwrite)
-    try:
-        for i, case in enumerate(cases):
-            image_path, label_path = images_dir / f"{case}{suffix}", labels_dir / f"{case}{ending}"
-            ct, labels = _read(image_path), _read(label_path)
-            problem = geometry_mismatch(ct, labels)
-            if problem:
-                raise DatasetImportError(f"{label_path}: {problem} ({image_path.name})")
-            counts = label_value_counts(labels, label_path)
-            bad = [int(v) for v in np.flatnonzero(counts) if int(v) not in value_names]
-            if bad:
-                raise DatasetImportError(f"{label_path}: label value(s) {bad[:8]} are not listed in {json_path}")
-            arr = sitk.GetArrayViewFromImage(labels)
-            out = lut[arr.astype(np.intp, copy=False)] if arr.dtype != np.uint8 else lut[arr]
-            entry = CaseImport(case_id=case)
-            for v in np.flatnonzero(counts):
-                name = targets[int(v)]
-                entry.classes.append(ClassCount(
-                    source_name=value_names[int(v)], source_value=int(v), target_name=name,
-                    target_id=int(lut[v]), voxels=int(counts[v]),
-                ))
-            _write_ct(image_path, ct, stage.tmp / IMAGES_DIR / f"{case}{CHANNEL_SUFFIX}{DEFAULT_FILE_ENDING}")
-            _write_labels(ct, out, stage.tmp / LABELS_DIR / f"{case}{DEFAULT_FILE_ENDING}")
-            report.cases.append(entry)
-            if progress:
-                progress(i + 1, len(cases), case)
-        _finish(stage, report, f"imported from nnU-Net raw dataset {src.name}")
-    except BaseException:
-        stage.discard()
-        raise
-    return report
+    def convert(case: str) -> tuple[str, Path, sitk.Image, np.ndarray, CaseImport]:
+        image_path, label_path = images_dir / f"{case}{suffix}", labels_dir / f"{case}{ending}"
+        ct, labels = _read(image_path), _read(label_path)
+        problem = geometry_mismatch(ct, labels)
+        if problem:
+            raise DatasetImportError(f"{label_path}: {problem} ({image_path.name})")
+        counts = label_value_counts(labels, label_path)
+        bad = [int(v) for v in np.flatnonzero(counts) if int(v) not in value_names]
+        if bad:
+            raise DatasetImportError(f"{label_path}: label value(s) {bad[:8]} are not listed in {json_path}")
+        arr = sitk.GetArrayViewFromImage(labels)
+        out = lut[arr.astype(np.intp, copy=False)] if arr.dtype != np.uint8 else lut[arr]
+        entry = CaseImport(case_id=case)
+        for v in np.flatnonzero(counts):
+            entry.classes.append(ClassCount(
+                source_name=value_names[int(v)], source_value=int(v), target_name=targets[int(v)],
+                target_id=int(lut[v]), voxels=int(counts[v]),
+            ))
+        return case, image_path, ct, out, entry
+
+    return _import_cases(src, dst, overwrite, report, cases, convert,
+                         f"imported from nnU-Net raw dataset {src.name}", progress)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -495,27 +483,18 @@ def import_totalseg(
                 f"{case_dir}: needs {TOTALSEG_MASK_DIR}/<class>.nii.gz masks or a {TOTALSEG_MULTILABEL} label map"
             )
     report = ImportReport(format="totalseg", source=str(src), destination=str(dst))
-    stage = _StagedFolder(dst, overwrite)
-    try:
-        for i, case_dir in enumerate(cases):
-            case = case_dir.name
-            ct_path = case_dir / TOTALSEG_CT
-            ct = _read(ct_path)
-            entry = CaseImport(case_id=case)
-            if (case_dir / TOTALSEG_MULTILABEL).is_file():
-                out = _import_totalseg_multilabel(ct, case_dir / TOTALSEG_MULTILABEL, mapping, user_mapping, entry)
-            else:
-                out = _import_totalseg_masks(ct, case_dir / TOTALSEG_MASK_DIR, mapping, user_mapping, entry)
-            _write_ct(ct_path, ct, stage.tmp / IMAGES_DIR / f"{case}{CHANNEL_SUFFIX}{DEFAULT_FILE_ENDING}")
-            _write_labels(ct, out, stage.tmp / LABELS_DIR / f"{case}{DEFAULT_FILE_ENDING}")
-            report.cases.append(entry)
-            if progress:
-                progress(i + 1, len(cases), case)
-        _finish(stage, report, f"imported from TotalSegmentator-style folder {src.name}")
-    except BaseException:
-        stage.discard()
-        raise
-    return report
+    def convert(case_dir: Path) -> tuple[str, Path, sitk.Image, np.ndarray, CaseImport]:
+        ct_path = case_dir / TOTALSEG_CT
+        ct = _read(ct_path)
+        entry = CaseImport(case_id=case_dir.name)
+        if (case_dir / TOTALSEG_MULTILABEL).is_file():
+            out = _import_totalseg_multilabel(ct, case_dir / TOTALSEG_MULTILABEL, mapping, user_mapping, entry)
+        else:
+            out = _import_totalseg_masks(ct, case_dir / TOTALSEG_MASK_DIR, mapping, user_mapping, entry)
+        return case_dir.name, ct_path, ct, out, entry
+
+    return _import_cases(src, dst, overwrite, report, cases, convert,
+                         f"imported from TotalSegmentator-style folder {src.name}", progress)
 
 
 IMPORTERS: dict[str, Callable[..., ImportReport]] = {"nnunet": import_nnunet, "totalseg": import_totalseg}

@@ -59,3 +59,59 @@ def normalize_ct(hu: np.ndarray, params: CTNormalization = DEFAULT_CT_NORMALIZAT
     out -= np.float32(params.center)
     out *= np.float32(1.0 / params.scale)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# is it CT in Hounsfield units?
+
+LABEL_MAP_MAX_VALUES = 256  # an integer volume with max below this and few distinct values is a label map
+MIN_NEGATIVE_SHARE = 0.005  # CT in HU: 42-88 % of voxels below 0 on every sample and phantom, even in crops
+MAX_OFFSET_TISSUE_SHARE = 0.15  # voxels in 850..1250: <= 0.4 % in HU CT, 30-60 % after a +1024 offset
+_SAMPLE_VOXELS = 1 << 21
+
+
+class NotCTError(ValueError):
+    """The image does not look like CT in Hounsfield units; the message says what looks wrong."""
+
+
+def hounsfield_problem(values: np.ndarray) -> str | None:
+    """What makes ``values`` unlike CT in Hounsfield units, or None when they look like CT.
+
+    Decided from the data, not the file name: 8-bit storage; a label map (few non-negative
+    integers); almost no voxel below 0 (CT in HU has air near -1000, fat near -100, and noise
+    around water and muscle puts voxels below 0 even in a crop inside the body), which is what MR
+    and stored values without their +1024 rescale look like; or a large share of voxels at
+    850..1250, where soft tissue lies after a +1024 offset (dense bone only, in HU CT).
+    """
+    arr = np.asarray(values)
+    if arr.dtype.itemsize == 1 and arr.dtype.kind in "iu":
+        return (f"it is stored as {arr.dtype} (8-bit); CT in Hounsfield units needs at least 16 bits "
+                "(-1024..3071), so this is a mask, a screenshot or a rescaled image")
+    sample = arr.reshape(-1)[:: max(1, arr.size // _SAMPLE_VOXELS)].astype(np.float32)
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo >= 0 and hi < LABEL_MAP_MAX_VALUES and np.array_equal(sample, np.round(sample)):
+        distinct = np.unique(sample).size
+        if distinct <= LABEL_MAP_MAX_VALUES // 2:
+            return f"it holds {distinct} distinct integer values in {lo:g}..{hi:g}; that is a label map or mask"
+    negative = float(np.mean(sample < 0))
+    offset_tissue = float(np.mean((sample >= 850) & (sample <= 1250)))
+    where = f"range {lo:g}..{hi:g}, {100 * negative:.1f} % of voxels below 0"
+    if offset_tissue >= MAX_OFFSET_TISSUE_SHARE:
+        return (f"{100 * offset_tissue:.0f} % of voxels lie at 850..1250 ({where}); these look like stored values "
+                "without their rescale (+1024 offset): soft tissue should be near 0..60 HU, air near -1000 HU")
+    if negative < MIN_NEGATIVE_SHARE:
+        return (f"almost no voxel is below 0 ({where}); CT in Hounsfield units has air near -1000 and fat near "
+                "-100 HU; this looks like MR, another modality or values without their rescale")
+    return None
+
+
+def check_hounsfield(values: np.ndarray, source: str, force: bool = False) -> str | None:
+    """Raise :class:`NotCTError` naming ``source`` when ``values`` do not look like CT in HU.
+
+    With ``force`` nothing is raised; the problem (or None) is returned so the caller can warn.
+    """
+    problem = hounsfield_problem(values)
+    if problem and not force:
+        raise NotCTError(f"{source}: does not look like CT in Hounsfield units: {problem}. "
+                         "Segmenting it would give meaningless labels; force the run if you are sure")
+    return problem

@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
+from sneakynet.dataset import LabelMapError, label_value_counts
 from sneakynet.labels import NUM_BONES, NUM_CLASSES
 
 CLASS_IDS = np.arange(1, NUM_CLASSES)  # bone ids 1..125; per-class vectors are indexed by id - 1
@@ -33,42 +34,23 @@ CLASS_IDS = np.arange(1, NUM_CLASSES)  # bone ids 1..125; per-class vectors are 
 _CHUNK = 1 << 24
 
 
-class LabelRangeError(ValueError):
-    """A label map holds values outside 0..125 (or is not an integer map)."""
+LabelRangeError = LabelMapError  # the one label-map exception (sneakynet.dataset), under its older name here
 
 
 def check_label_array(labels: np.ndarray, what: str = "label map") -> np.ndarray:
     """Return ``labels`` as a uint8 array after checking it holds only integers in 0..125.
 
     Float arrays are accepted when every value is integral (some tools write label maps as
-    float). Raises :class:`LabelRangeError` naming ``what`` and the offending values.
+    float). The check is :func:`sneakynet.dataset.label_value_counts`; it raises
+    :class:`LabelMapError` naming ``what`` and the offending values.
     """
     arr = np.asarray(labels)
-    if arr.dtype == np.uint8:
-        vmax = int(arr.max()) if arr.size else 0
-        if vmax >= NUM_CLASSES:
-            bad = np.unique(arr[arr >= NUM_CLASSES])
-            raise LabelRangeError(f"{what}: label values {_few(bad)} are outside 0..{NUM_BONES}")
-        return arr
-    if arr.dtype.kind == "b":
+    if arr.dtype.kind == "b" or arr.size == 0:
         return arr.astype(np.uint8)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
-            raise LabelRangeError(f"{what}: holds non-integer values; expected a label map with ids 0..{NUM_BONES}")
-    elif arr.dtype.kind not in "iu":
-        raise LabelRangeError(f"{what}: unsupported data type {arr.dtype}; expected integer labels 0..{NUM_BONES}")
-    if arr.size:
-        vmin, vmax = arr.min(), arr.max()
-        if vmin < 0 or vmax >= NUM_CLASSES:
-            bad = np.unique(arr[(arr < 0) | (arr >= NUM_CLASSES)])
-            raise LabelRangeError(f"{what}: label values {_few(bad)} are outside 0..{NUM_BONES}")
+    if arr.dtype == np.uint8 and int(arr.max()) <= NUM_BONES:
+        return arr  # the common case, without counting
+    label_value_counts(arr, what, max_label=NUM_BONES)
     return arr.astype(np.uint8)
-
-
-def _few(values: np.ndarray, n: int = 8) -> str:
-    vals = [int(v) if float(v).is_integer() else float(v) for v in values[:n]]
-    more = f" (and {len(values) - n} more)" if len(values) > n else ""
-    return ", ".join(str(v) for v in vals) + more
 
 
 def confusion_matrix(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .io import atomic_path
+from .io import OutputWriteError, atomic_path, verify_image_file
 from .labels import load_label_table
 
 
@@ -43,8 +43,16 @@ def write_seg_nrrd(labels: sitk.Image, path: str | os.PathLike) -> Path:
         image.SetMetaData(prefix + "Layer", "0")
         image.SetMetaData(prefix + "Extent", extent)
         image.SetMetaData(prefix + "Tags", f"TerminologyEntry:{bone.slicer_terminology()}|")
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), True)
+    def verify(tmp: Path) -> None:  # SimpleITK's writers can fail without raising (a full disk)
+        verify_image_file(tmp, image)
+        if len(read_seg_nrrd_names(tmp)) != len(present_labels(image)):
+            raise OutputWriteError(path, "written segmentation reads back with missing segment names")
+
+    with atomic_path(path, verify=verify) as tmp:
+        try:
+            sitk.WriteImage(image, str(tmp), True)
+        except RuntimeError as exc:
+            raise OutputWriteError(path, f"could not write the segmentation ({exc})") from None
     return Path(path)
 
 

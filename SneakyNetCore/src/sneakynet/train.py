@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from sneakynet.bundle import intensity_spec, save_bundle, unwrap_model
-from sneakynet.checkpoint import (CheckpointError, capture_rng, latest_checkpoint, load_checkpoint, pack_model,
+from sneakynet.checkpoint import (CheckpointError, capture_rng, latest_checkpoint, load_newest_intact, pack_model,
                                   pack_optimizer, remove_stale_temporaries, restore_rng, save_checkpoint,
                                   unpack_model, unpack_optimizer)
 from sneakynet.distributed import (DistContext, barrier, broadcast_buffers, gather_digests, init_distributed,
@@ -564,11 +564,13 @@ def _train(options: TrainOptions, ctx: DistContext, on_step: Callable[[int, dict
 
     start, best, last_val = 0, {"val_dsc": -1.0, "iteration": 0}, None
     elapsed_before = 0.0
+    ckpt = None
     if ckpt_path is not None:
-        try:
-            ckpt = load_checkpoint(ckpt_path)
+        try:  # a damaged newest checkpoint falls back to an older intact one, saying so
+            ckpt = load_newest_intact(run, log=print if ctx.is_main else None)
         except CheckpointError as exc:
             raise TrainError(str(exc)) from None
+    if ckpt is not None:
         unpack_model(model, ckpt.tensors, ckpt.path)
         unpack_optimizer(optimizer, ckpt.tensors, ckpt.meta["optimizer"], ckpt.path)
         if scaler is not None and ckpt.meta.get("scaler"):

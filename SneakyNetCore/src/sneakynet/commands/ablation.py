@@ -11,6 +11,8 @@ import math
 import shlex
 from pathlib import Path
 
+from sneakynet.commands.argtypes import float_in, int_in
+
 
 def _configs(text: str) -> tuple[str, ...]:
     items = tuple(c.strip().upper() for c in text.split(",") if c.strip())
@@ -35,16 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="study folder: phantoms, one run per config, study.json (resumable)")
     parser.add_argument("--dataset", type=Path, default=None,
                         help="reuse this nnU-Net-style dataset folder instead of generating phantoms")
-    parser.add_argument("--cases", type=int, default=12, help="phantom cases to generate (default 12)")
-    parser.add_argument("--spacing", type=float, default=4.0, metavar="MM",
+    parser.add_argument("--cases", type=int_in(5, 10000), default=12, help="phantom cases to generate (default 12)")
+    parser.add_argument("--spacing", type=float_in(0.5, 20.0), default=4.0, metavar="MM",
                         help="phantom and model spacing in mm, isotropic (default 4)")
-    parser.add_argument("--patch", type=int, default=32, metavar="S", help="target patch size S (default 32)")
-    parser.add_argument("--iterations", type=int, default=500, help="training iterations per config (default 500)")
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--patch", type=int_in(32, 256), default=32, metavar="S", help="target patch size S (default 32)")
+    parser.add_argument("--iterations", type=int_in(1), default=500, help="training iterations per config (default 500)")
+    parser.add_argument("--batch-size", type=int_in(1, 1024), default=2)
     parser.add_argument("--configs", type=_configs, default=("A", "B", "C", "D"), metavar="A,B,C,D")
-    parser.add_argument("--seed", type=int, default=0, help="phantom seeds, split and training seed (default 0)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
-    parser.add_argument("--workers", type=int, default=1, help="patch loader worker processes (default 1)")
+    parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="phantom seeds, split and training seed (default 0)")
+    parser.add_argument("--threads", type=int_in(0, 1024), default=1, help="torch threads for training (default 1)")
+    parser.add_argument("--workers", type=int_in(0, 256), default=1, help="patch loader worker processes (default 1)")
     parser.add_argument("--widths", type=_widths, default=None, metavar="W0,..,W4",
                         help="override the lite preset's channel widths (tiny test networks)")
     parser.add_argument("--device", choices=("cpu", "auto", "cuda"), default="cpu",

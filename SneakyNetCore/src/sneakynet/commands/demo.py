@@ -9,10 +9,12 @@ import argparse
 import time
 from pathlib import Path
 
+from sneakynet.commands.argtypes import int_in
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default ./demo_output)")
-    parser.add_argument("--seed", type=int, default=2026, help="phantom seed (the demo model never saw seeds >= 1000)")
+    parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=2026, help="phantom seed (the demo model never saw seeds >= 1000)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu"])
     parser.add_argument("--no-meshes", action="store_true", help="skip the GLB export and the PNG preview")
 

@@ -26,12 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write the reports and print a short table; bad input raises UserError."""
     from sneakynet.evaluate import EvaluationInputError, evaluate_folders, format_report
-    from sneakynet.io import ImageReadError
+    from sneakynet.io import ImageReadError, made_folders
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"{args.out}: exists and is not a folder")
     try:
-        result = evaluate_folders(args.pred, args.ref, args.out, hd95=args.hd95, progress=not args.quiet)
+        with made_folders(args.out):  # a failure leaves no empty report folder behind
+            result = evaluate_folders(args.pred, args.ref, args.out, hd95=args.hd95, progress=not args.quiet)
     except (EvaluationInputError, ImageReadError) as exc:
         raise UserError(str(exc)) from None
     print(format_report(result, args.name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sneakynet.commands.argtypes import float_in, int_in
 from sneakynet.cli import UserError
 
 FORMAT_CHOICES = ("glb", "gltf", "obj", "stl", "ply")
@@ -18,11 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", dest="fmt", choices=FORMAT_CHOICES, default="glb",
                         help="glb/gltf: one scene, node per bone (metres, +Y up); obj: bones.obj+.mtl; "
                              "stl/ply: one file per bone (RAS mm) (default: %(default)s)")
-    parser.add_argument("--smooth", type=int, default=20, metavar="N",
+    parser.add_argument("--smooth", type=int_in(0, 1000), default=20, metavar="N",
                         help="windowed-sinc smoothing iterations, 0 = none (default: %(default)s)")
-    parser.add_argument("--decimate", type=float, default=0.0, metavar="F",
+    parser.add_argument("--decimate", type=float_in(0.0, 1.0, hi_open=True), default=0.0, metavar="F",
                         help="fraction of triangles to remove, e.g. 0.5 (default: %(default)s)")
-    parser.add_argument("--triangles", type=int, default=None, metavar="N",
+    parser.add_argument("--triangles", type=int_in(100), default=None, metavar="N",
                         help="approximate total triangle budget over all bones (e.g. 300000 for a headset)")
     parser.add_argument("--merged", action="store_true", help="STL only: write all bones into one bones.stl")
     parser.add_argument("--method", choices=("surface_nets", "flying_edges"), default="surface_nets",

@@ -3,6 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from sneakynet.commands.argtypes import int_in
+
+
+def _folds(text: str) -> int:
+    """0 (no splits.json) or a fold count >= 2."""
+    value = int_in(0, 1000)(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("must be 0 (no splits) or at least 2 folds, got 1")
+    return value
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC", help="source dataset folder")
@@ -14,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra label-name mapping {source name: SneakyNet bone name or 'background'}; "
                              "overrides the built-in TotalSegmentator mapping for the names it lists")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists and is not empty")
-    parser.add_argument("--splits", type=int, metavar="K", default=5,
+    parser.add_argument("--splits", type=_folds, metavar="K", default=5,
                         help="also write splits.json with K folds (0: none; default 5, needs >= 3 cases)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
+    parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="seed of the splits (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from sneakynet.commands.argtypes import int_in
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", action="store_true", help="list all 125 bones with id, group and colour")
-    parser.add_argument("--forward", type=int, metavar="S", default=0,
+    parser.add_argument("--forward", type=int_in(0, 256), metavar="S", default=0,
                         help="also run one forward pass of the lite D (K=1) network on an S^3 patch on the CPU")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sneakynet.commands.argtypes import float_in, int_in
 from sneakynet.cli import UserError
 
 
@@ -11,17 +12,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sneakynet phantom``."""
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="dataset folder: imagesTr/, labelsTr/ and dataset.json are written here")
-    parser.add_argument("--n", type=int, default=1, metavar="N", help="number of cases (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
+    parser.add_argument("--n", type=int_in(1, 100000), default=1, metavar="N", help="number of cases (default: %(default)s)")
+    parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, metavar="S",
                         help="seed of the first case; case i uses S + i (default: %(default)s)")
     parser.add_argument("--size", choices=("default", "small"), default="default",
                         help="default: random 1.5-3 mm spacing per case (~210x155x330 voxels at 2 mm); "
                              "small: 4 mm isotropic (~105x78x165) for fast CPU training and tests")
-    parser.add_argument("--spacing", type=float, nargs="+", metavar="MM",
+    parser.add_argument("--spacing", type=float_in(0.25, 12.0), nargs="+", metavar="MM",
                         help="voxel size in mm, one value (isotropic) or three (x y z); overrides --size")
-    parser.add_argument("--noise", type=float, default=20.0, metavar="HU",
+    parser.add_argument("--noise", type=float_in(0.0, 1000.0), default=20.0, metavar="HU",
                         help="standard deviation of the Gaussian noise (default: %(default)s HU)")
-    parser.add_argument("--fov-scale", type=float, default=1.0, metavar="F",
+    parser.add_argument("--fov-scale", type=float_in(0.1, 10.0), default=1.0, metavar="F",
                         help="scale of the field of view; below 1 bones at the border are cut (default: 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sneakynet.commands.argtypes import int_in
 from sneakynet.cli import UserError
 
 
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", nargs="+", default=["anterior", "lateral"],
                         choices=["anterior", "posterior", "lateral", "left", "right", "superior"],
                         help="views side by side (default: anterior lateral)")
-    parser.add_argument("--size", nargs=2, type=int, default=[1200, 700], metavar=("W", "H"),
+    parser.add_argument("--size", nargs=2, type=int_in(16, 8192), default=[1200, 700], metavar=("W", "H"),
                         help="image size in pixels (default: 1200 700)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -3,13 +3,17 @@
 INPUT   a NIfTI/NRRD/MHA file, a DICOM series folder, or a folder of CT files (folder mode)
 OUTPUT  a label map (.nii.gz/.nii/.nrrd/.mha) or a Slicer segmentation (.seg.nrrd) with names and
         colours; in folder mode a folder, one ``<case>.nii.gz`` (or --format) per input case.
-Exit codes: 0 success, 1 runtime failure, 2 bad input, 130 cancelled (Ctrl-C).
+Exit codes: 0 success, 1 runtime failure, 2 bad input, 3 environment failure (disk full, permission
+denied, ...), 130 cancelled (Ctrl-C). Folder mode goes on after a failed case, lists the failures at
+the end and exits with the code of the worst one.
 """
 from __future__ import annotations
 
 import argparse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from sneakynet.commands.argtypes import float_in, int_in
 
 OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
 
@@ -20,15 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="model bundle folder (default: the bundled "
                         "phantom-trained demo model, not for clinical use)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu"])
-    parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap in [0, 1) (default 0.5)")
+    parser.add_argument("--overlap", type=float_in(0.0, 1.0, hi_open=True), default=0.5,
+                        help="tile overlap in [0, 1) (default 0.5)")
     parser.add_argument("--fast", action="store_true", help="quick preview: no tile overlap (about 8x fewer tiles)")
-    parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
+    parser.add_argument("--batch-size", type=int_in(1, 1024), default=None, help="tiles per forward pass (1..1024)")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="network compute precision (default auto: float16 on CUDA, bfloat16 on CPUs with "
                         "AMX, else float32)")
     parser.add_argument("--series", default=None, help="DICOM series UID when the folder holds several")
     parser.add_argument("--format", default=".nii.gz", choices=OUTPUT_SUFFIXES, help="output type in folder mode")
     parser.add_argument("--overwrite", action="store_true", help="folder mode: redo cases whose output exists")
+    parser.add_argument("--force", action="store_true", help="segment even an image that does not look like CT "
+                        "in Hounsfield units (MR, values without rescale, 8-bit, a label map); labels are then "
+                        "meaningless")
     parser.add_argument("--dicom-seg", type=Path, default=None, metavar="PATH",
                         help="DICOM input only: also write a DICOM Segmentation (.dcm) referencing the source series")
 
@@ -47,7 +55,7 @@ def _case_name(path: Path) -> str:
 
 
 def write_labels(labels, output: Path) -> None:
-    """Write a label map or a ``.seg.nrrd`` (by suffix), atomically."""
+    """Write a label map or a ``.seg.nrrd`` (by suffix), atomically and verified by reading it back."""
     from sneakynet.io import image_suffix, write_image
     from sneakynet.segfile import write_seg_nrrd
 
@@ -70,22 +78,17 @@ def _write_dicom_seg(args: argparse.Namespace, labels, predictor) -> None:
     print(f"{args.input} -> {args.dicom_seg}  (DICOM SEG, {len(result.label_ids)} segments, {result.frames} frames)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from sneakynet.bundle import BundleError
-    from sneakynet.cli import UserError, progress_bar
-    from sneakynet.geometry import InputImageError
-    from sneakynet.infer import Predictor
-    from sneakynet.io import IMAGE_SUFFIXES, ImageReadError, image_suffix, read_image
+def _jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(input, output) pairs still to do; refuses an output that would overwrite an input."""
+    from sneakynet.cli import UserError
+    from sneakynet.io import CT_SUFFIXES, image_suffix, is_ct_file, same_file
 
     if not args.input.exists():
         raise UserError(f"{args.input}: input does not exist")
-    folder_mode = args.input.is_dir() and not _is_dicom_folder(args.input)
-    if folder_mode:
-        cases = sorted(p for p in args.input.iterdir() if p.is_file() and image_suffix(p) in IMAGE_SUFFIXES)
+    if args.input.is_dir() and not _is_dicom_folder(args.input):
+        cases = sorted(p for p in args.input.iterdir() if p.is_file() and is_ct_file(p))
         if not cases:
-            raise UserError(f"{args.input}: holds neither a DICOM series nor CT files ({', '.join(IMAGE_SUFFIXES)})")
+            raise UserError(f"{args.input}: holds neither a DICOM series nor CT files ({', '.join(CT_SUFFIXES)})")
         if args.output.exists() and not args.output.is_dir():
             raise UserError(f"{args.output}: must be a folder when the input is a folder of cases")
         jobs = [(c, args.output / f"{_case_name(c)}{args.format}") for c in cases]
@@ -95,35 +98,104 @@ def run(args: argparse.Namespace) -> int:
     else:
         if image_suffix(args.output) not in OUTPUT_SUFFIXES:
             raise UserError(f"{args.output}: output must end in one of {', '.join(OUTPUT_SUFFIXES)}")
+        if args.output.is_dir():
+            raise UserError(f"{args.output}: is an existing folder; give a label map file name")
         todo = [(args.input, args.output)]
-    if args.dicom_seg is not None and (folder_mode or not args.input.is_dir()):
+    if args.dicom_seg is not None and not (args.input.is_dir() and len(todo) == 1 and todo[0][0] == args.input):
         raise UserError(f"{args.input}: --dicom-seg needs a DICOM series folder as input")
+    for case, output in todo:
+        if output.exists() and same_file(case, output):
+            raise UserError(f"{output}: is the input CT itself; choose another output so the CT is not overwritten")
+    return todo
+
+
+def _segment_one(predictor, image, case: Path, output: Path, force: bool):
+    """Check, predict and write one case and return its label image; bad input raises UserError naming
+    the case."""
+    import SimpleITK as sitk
+
+    from sneakynet.cli import UserError, progress_bar
+    from sneakynet.geometry import InputImageError, check_ct_image
+    from sneakynet.intensity import NotCTError, check_hounsfield
+
+    try:
+        check_ct_image(image, str(case))  # shape and finiteness first, then the intensities
+        warning = check_hounsfield(sitk.GetArrayViewFromImage(image), str(case), force=force)
+    except InputImageError as exc:
+        raise UserError(str(exc)) from None
+    except NotCTError as exc:
+        raise UserError(f"{exc} (--force)") from None
+    if warning:
+        print(f"warning: {case}: {warning}; segmenting anyway (--force)")
+    try:
+        with progress_bar(case.name) as progress:
+            labels = predictor.predict_image(image, progress=progress)
+    except InputImageError as exc:
+        raise UserError(f"{case}: {exc}".replace(f"{case}: input image: ", f"{case}: ")) from None
+    write_labels(labels, output)
+    stats = predictor.stats
+    print(f"{case} -> {output}  ({stats.tiles} tiles on {stats.device} in {stats.precision}, {stats.seconds:.1f} s)")
+    return labels
+
+
+def _failure(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) of a failed case."""
+    from sneakynet.cli import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, UserError, describe_os_error
+    from sneakynet.io import ImageReadError
+
+    if isinstance(exc, (UserError, ImageReadError, ValueError)):
+        return EXIT_BAD_INPUT, str(exc)
+    if isinstance(exc, OSError):
+        return EXIT_ENVIRONMENT, describe_os_error(exc)
+    return EXIT_ENVIRONMENT, "out of memory"
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sneakynet.bundle import BundleError
+    from sneakynet.cli import UserError
+    from sneakynet.infer import Predictor
+    from sneakynet.io import ImageReadError, read_image
+
+    todo = _jobs(args)
     try:
         predictor = Predictor(args.model, device=args.device, overlap=args.overlap, fast=args.fast,
                               batch_size=args.batch_size, precision=args.precision, log=lambda m: tqdm.write(m))
     except (BundleError, FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
-
-    def load(path: Path):
-        return read_image(path, args.series)
-
+    if len(todo) == 1:  # one case: its error is the command's error
+        case, output = todo[0]
+        try:
+            image = read_image(case, args.series)
+        except ImageReadError as exc:
+            raise UserError(str(exc)) from None
+        labels = _segment_one(predictor, image, case, output, args.force)
+        if args.dicom_seg is not None:
+            _write_dicom_seg(args, labels, predictor)
+        return 0
+    failures: list[tuple[Path, int, str]] = []
     with ThreadPoolExecutor(max_workers=1) as pool:  # reads the next case while this one runs
-        pending = pool.submit(load, todo[0][0]) if todo else None
+        pending = pool.submit(read_image, todo[0][0], args.series) if todo else None
         for i, (case, output) in enumerate(todo):
+            current = pending
+            pending = pool.submit(read_image, todo[i + 1][0], args.series) if i + 1 < len(todo) else None
             try:
-                image = pending.result()
-            except ImageReadError as exc:
-                raise UserError(str(exc)) from None
-            pending = pool.submit(load, todo[i + 1][0]) if i + 1 < len(todo) else None
-            try:
-                with progress_bar(case.name) as progress:
-                    labels = predictor.predict_image(image, progress=progress)
-            except InputImageError as exc:
-                raise UserError(f"{case}: {exc}".replace(f"{case}: input image: ", f"{case}: ")) from None
-            write_labels(labels, output)
-            if args.dicom_seg is not None:
-                _write_dicom_seg(args, labels, predictor)
-            stats = predictor.stats
-            print(f"{case} -> {output}  ({stats.tiles} tiles on {stats.device} in {stats.precision}, "
-                  f"{stats.seconds:.1f} s)")
-    return 0
+                _segment_one(predictor, current.result(), case, output, args.force)
+            except (UserError, ValueError, OSError, MemoryError) as exc:
+                code, message = _failure(exc)
+                failures.append((case, code, message))
+                tqdm.write(f"sneakynet segment: {case}: failed, going on with the other cases: {message}")
+    return _report_failures(failures, len(todo))
+
+
+def _report_failures(failures: list[tuple[Path, int, str]], total: int) -> int:
+    """Print the failed cases (if any) and return the exit code of the worst one (0 if none)."""
+    import sys
+
+    if not failures:
+        return 0
+    print(f"sneakynet segment: {len(failures)} of {total} case(s) failed:", file=sys.stderr)
+    for case, _code, message in failures:
+        print(f"  {case}: {message}", file=sys.stderr)
+    return max(code for _case, code, _message in failures)

@@ -9,6 +9,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 
 def _spacing(text: str) -> tuple[float, float, float]:
@@ -19,8 +23,11 @@ def _spacing(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"spacing must be 1 or 3 numbers in mm (e.g. 2 or 1.5,1.5,2), got {text!r}")
     if len(values) == 1:
         values *= 3
-    if len(values) != 3 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"spacing must be 1 or 3 positive numbers in mm, got {text!r}")
+    from sneakynet.bundle import MAX_SPACING_MM, MIN_SPACING_MM  # what a bundle may hold
+
+    if len(values) != 3 or not all(MIN_SPACING_MM <= v <= MAX_SPACING_MM for v in values):
+        raise argparse.ArgumentTypeError(f"spacing must be 1 or 3 numbers in {MIN_SPACING_MM:g}..{MAX_SPACING_MM:g} mm, "
+                                         f"got {text!r}")
     return tuple(values)  # type: ignore[return-value]
 
 
@@ -29,6 +36,21 @@ def _widths(text: str) -> tuple[int, ...]:
         return tuple(int(w) for w in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"widths must be 5 comma-separated integers, got {text!r}")
+
+
+@contextmanager
+def _discard_if_new(run: Path) -> Iterator[None]:
+    """Remove a run folder this call created if the run fails before its first checkpoint, so the
+    same command can simply be run again (there is nothing to resume)."""
+    from sneakynet.checkpoint import latest_checkpoint
+
+    new = not run.exists()
+    try:
+        yield
+    except BaseException:
+        if new and run.is_dir() and latest_checkpoint(run) is None:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sneakynet.bundle import BundleError
     from sneakynet.cli import UserError
+    from sneakynet.io import made_folders
     from sneakynet.train import TrainError, TrainOptions, train
 
     try:
@@ -108,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         options.net_config()
-        run_dir = train(options)
+        with _discard_if_new(Path(args.out)), made_folders(args.out):  # a failed start leaves no run folder
+            run_dir = train(options)
     except (TrainError, BundleError) as exc:
         raise UserError(str(exc)) from None
     import os

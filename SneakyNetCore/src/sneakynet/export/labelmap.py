@@ -13,12 +13,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from sneakynet.dataset import LabelMapError, label_value_counts
 from sneakynet.io import read_image
 from sneakynet.labels import NUM_BONES
-
-
-class LabelMapError(ValueError):
-    """The input is not a usable bone label map; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -62,28 +59,9 @@ def check_label_map(image: sitk.Image, source: str) -> LabelMap:
     arr = sitk.GetArrayViewFromImage(image)
     if arr.size == 0:
         raise LabelMapError(f"{source}: the image has no voxels (size {image.GetSize()})")
-    lo, hi = arr.min(), arr.max()
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite([lo, hi])) or not np.array_equal(arr, np.round(arr)):
-            raise LabelMapError(
-                f"{source}: has non-integer voxel values ({image.GetPixelIDTypeAsString()}, range "
-                f"{float(lo):g}..{float(hi):g}); this looks like a CT or probability map, not a label map"
-            )
-    if lo < 0:
-        raise LabelMapError(
-            f"{source}: has negative values (min {lo:g}, {image.GetPixelIDTypeAsString()}); "
-            "this looks like a CT in Hounsfield units, not a label map with values 0..125"
-        )
-    if hi > NUM_BONES:
-        too_big = np.unique(arr[arr > NUM_BONES])
-        shown = ", ".join(f"{v:g}" for v in too_big[:5]) + (", ..." if too_big.size > 5 else "")
-        hint = " (a CT?)" if hi > 255 else ""
-        raise LabelMapError(
-            f"{source}: has label values outside 0..{NUM_BONES} ({shown}; max {hi:g}){hint}; "
-            "not a SneakyNet bone label map"
-        )
+    counts = label_value_counts(arr, source, max_label=NUM_BONES)  # integers in 0..125, else LabelMapError
+    counts = np.pad(counts, (0, NUM_BONES + 1 - counts.size))
     labels8 = arr.astype(np.uint8, copy=False)
-    counts = np.bincount(labels8.ravel(), minlength=NUM_BONES + 1)
     present = tuple(int(i) for i in np.nonzero(counts[1:])[0] + 1)
     if not present:
         raise LabelMapError(f"{source}: contains no bone labels (every voxel is 0)")

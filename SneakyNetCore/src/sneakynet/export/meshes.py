@@ -8,8 +8,6 @@ renames). A bad label map fails before anything touches the disk.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +18,7 @@ from sneakynet.export.formats import write_obj, write_ply, write_stl
 from sneakynet.export.gltf import write_gltf
 from sneakynet.export.labelmap import load_label_map
 from sneakynet.export.surfaces import check_options, smoothing_iterations, surfaces_from_label_map
+from sneakynet.io import atomic_folder
 from sneakynet.labels import load_label_table
 from sneakynet.viewer.page import write_viewer_page
 
@@ -73,15 +72,9 @@ def export_meshes(
         progress=lambda f, msg: report(0.02 + 0.83 * f, msg),
     )
     report(0.86, f"writing {fmt.upper()}")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+    with atomic_folder(out_dir, merge=True) as staging:  # into an existing folder file by file
         written = _write_files(fmt, surfaces, staging, label_map.source, skin_mesh, merged_stl, viewer_page, report)
-        final = _publish(staging, out_dir, written)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    final = [out_dir / p.name for p in written]
     report(1.0, f"wrote {len(final)} file(s) to {out_dir}")
     return final
 
@@ -112,21 +105,3 @@ def _skin(ct: sitk.Image | str | os.PathLike, report: Callable[[float, str], Non
     image = load_ct(ct)
     report(0.01, "extracting the skin surface")
     return skin_surface(image)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _publish(staging: Path, out_dir: Path, written: list[Path]) -> list[Path]:
-    """Move the finished staging folder into place; returns the final file paths."""
-    names = [p.name for p in written]
-    try:
-        os.rename(staging, out_dir)  # fails if out_dir exists (non-empty) or appeared meanwhile
-    except OSError:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            os.replace(staging / name, out_dir / name)
-    return [out_dir / name for name in names]

@@ -15,6 +15,12 @@ from dataclasses import asdict, dataclass, replace
 
 VARIANTS = ("A", "B", "C", "D")
 LEVELS = 5  # M in the paper: inputs must be multiples of 2**(M-1) = 16
+# Bounds checked before anything is built, so a crafted config.json cannot ask for a multi-GB
+# network. They admit the paper's presets (widest level 832 channels, patches up to 128) with room.
+MAX_WIDTH = 2048
+MAX_PATCH_SIZE = 256
+MAX_CLASSES = 256
+MAX_IN_CHANNELS = 8
 
 
 @dataclass(frozen=True)
@@ -33,8 +39,15 @@ class NetConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if len(self.widths) != LEVELS or min(self.widths) < 1:
-            raise ValueError(f"widths must be {LEVELS} positive channel counts, got {self.widths}")
+        if len(self.widths) != LEVELS or min(self.widths) < 1 or max(self.widths) > MAX_WIDTH:
+            raise ValueError(f"widths must be {LEVELS} channel counts in 1..{MAX_WIDTH}, got {self.widths}")
+        for name, value, lo, hi in (("num_classes", self.num_classes, 2, MAX_CLASSES),
+                                    ("in_channels", self.in_channels, 1, MAX_IN_CHANNELS),
+                                    ("patch size", self.patch_size, 1, MAX_PATCH_SIZE)):
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+        if not isinstance(self.num_context, int) or isinstance(self.num_context, bool):
+            raise ValueError(f"num_context must be an integer, got {self.num_context!r}")
         allowed = {"A": (0,), "B": (1,), "C": (1, 2, 3), "D": (1, 2, 3)}[self.variant]
         if self.num_context not in allowed:
             raise ValueError(f"variant {self.variant} needs K in {allowed}, got K={self.num_context}")

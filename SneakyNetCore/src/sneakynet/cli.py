@@ -30,6 +30,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("evaluate", "evaluate", "score predicted label maps against references (DSC, HD95, confusion)"),
     ("export-meshes", "export_meshes", "per-bone meshes for VR/AR/Slicer: GLB, glTF, OBJ+MTL, STL, PLY"),
     ("render", "render", "class-coloured PNG preview of a label map (anterior + lateral, optional skin)"),
+    ("export-onnx", "export_onnx", "export a model bundle as one ONNX graph (target + context nets) for other runtimes"),
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_CANCELLED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143

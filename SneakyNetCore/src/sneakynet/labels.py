@@ -13,6 +13,12 @@ from pathlib import Path
 
 NUM_BONES = 125
 NUM_CLASSES = NUM_BONES + 1  # with background = 0
+# Name of the Slicer terminology context shipped as resources/SegmentationCategoryTypeModifier-SneakyNet.term.json;
+# segment terminology strings point at it, so Slicer's Segment Editor finds every bone in one list.
+TERMINOLOGY_CONTEXT = "Segmentation category and type - SneakyNet bones"
+TERMINOLOGY_FILE = "SegmentationCategoryTypeModifier-SneakyNet.term.json"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+EMPTY_CODE = "^^"  # Slicer's canonical empty code triplet
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class Bone:
     category: Code
     type: Code
     modifier: Code | None
+    type_source: str  # the published source of the type code (document/repository, version, table)
+    type_specific: bool  # False where no source gives this bone its own code and a parent concept is used
 
     @property
     def color_float(self) -> tuple[float, float, float]:
@@ -49,12 +57,14 @@ class Bone:
         return tuple(c / 255.0 for c in self.color)  # type: ignore[return-value]
 
     def slicer_terminology(self) -> str:
-        """Terminology entry string for ``vtkSegment.SetTerminology`` (Slicer >= 5.4 format)."""
-        mod = self.modifier.as_slicer_triplet() if self.modifier else ""
+        """Terminology entry string for ``vtkSegment.SetTerminology`` (Slicer >= 5.4 format).
+
+        Empty codes are written as ``^^``, the form Slicer itself writes, so Slicer compares equal entries equal.
+        """
+        mod = self.modifier.as_slicer_triplet() if self.modifier else EMPTY_CODE
         return (
-            "Segmentation category and type - 3D Slicer General Anatomy list"
-            f"~{self.category.as_slicer_triplet()}~{self.type.as_slicer_triplet()}~{mod}"
-            "~Anatomic codes - DICOM master list~^^~^^"
+            f"{TERMINOLOGY_CONTEXT}~{self.category.as_slicer_triplet()}~{self.type.as_slicer_triplet()}~{mod}"
+            f"~{ANATOMIC_CONTEXT}~{EMPTY_CODE}~{EMPTY_CODE}"
         )
 
 
@@ -85,6 +95,8 @@ class LabelTable:
                     raise ValueError(f"bone {b.name}: mirror {b.mirror} is not its opposite-side twin")
             if len(b.color) != 3 or not all(0 <= c <= 255 for c in b.color):
                 raise ValueError(f"bone {b.name}: colour must be three values in 0..255")
+            if not b.type_source.strip():
+                raise ValueError(f"bone {b.name}: type_source must name where its type code comes from")
 
     def __len__(self) -> int:
         return len(self.bones)
@@ -134,6 +146,7 @@ def parse_label_table(data: dict, source: str = "<dict>") -> LabelTable:
                 id=int(r["id"]), name=r["name"], display=r["display"], side=r["side"], group=r["group"],
                 mirror=r["mirror"], color=tuple(int(c) for c in r["color"]),
                 category=_code(r["category"]), type=_code(r["type"]), modifier=_code(r.get("modifier")),
+                type_source=str(r["type_source"]), type_specific=bool(r["type_specific"]),
             )
             for r in data["labels"]
         ]
@@ -160,3 +173,41 @@ def load_label_table(path: str | None = None) -> LabelTable:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{source}: not valid JSON ({exc})") from None
     return parse_label_table(data, source)
+
+
+def _term_code(code: Code) -> dict:
+    return {"CodeMeaning": code.meaning, "CodingSchemeDesignator": code.scheme, "CodeValue": code.code}
+
+
+def slicer_terminology_context(table: LabelTable) -> dict:
+    """The label table as a Slicer terminology context (the ``.term.json`` format, dcmqi segment-context schema).
+
+    One type per type code, in table order; left/right twins share the type and differ by a laterality
+    modifier that carries each side's colour. Loaded into Slicer, the Segment Editor lists every bone.
+    """
+    categories: dict[str, dict] = {}
+    types: dict[tuple[str, str], dict] = {}
+    for b in table:
+        category = categories.setdefault(b.category.code, {**_term_code(b.category), "showAnatomy": False, "Type": []})
+        key = (b.category.code, b.type.code)
+        entry = types.get(key)
+        if entry is None:
+            label = b.name if b.mirror is None else b.name.replace(f"_{b.side}", "")
+            entry = {**_term_code(b.type), "recommendedDisplayRGBValue": list(b.color), "3dSlicerLabel": label}
+            if b.type.scheme == "SCT":
+                entry["SNOMEDCTConceptID"] = b.type.code
+            types[key] = entry
+            category["Type"].append(entry)
+        if b.modifier is not None:
+            entry.setdefault("Modifier", []).append(
+                {**_term_code(b.modifier), "recommendedDisplayRGBValue": list(b.color), "3dSlicerLabel": b.name})
+    return {
+        "SegmentationCategoryTypeContextName": TERMINOLOGY_CONTEXT,
+        "@schema": "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/segment-context-schema.json#",
+        "SegmentationCodes": {"Category": list(categories.values())},
+    }
+
+
+def slicer_terminology_text(table: LabelTable) -> str:
+    """:func:`slicer_terminology_context` as the JSON text shipped in ``resources/`` (stable, diff-friendly)."""
+    return json.dumps(slicer_terminology_context(table), indent=2, ensure_ascii=False) + "\n"

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="segment even an image that does not look like CT "
                         "in Hounsfield units (MR, values without rescale, 8-bit, a label map); labels are then "
                         "meaningless")
+    parser.add_argument("--dicom-seg", type=Path, default=None, metavar="PATH",
+                        help="DICOM input only: also write a DICOM Segmentation (.dcm) referencing the source series")
 
 
 def _is_dicom_folder(folder: Path) -> bool:
@@ -63,6 +65,19 @@ def write_labels(labels, output: Path) -> None:
         write_image(labels, output)
 
 
+def _write_dicom_seg(args: argparse.Namespace, labels, predictor) -> None:
+    """The ``--dicom-seg`` output: the label map as a DICOM Segmentation of the input series."""
+    from sneakynet.cli import UserError
+    from sneakynet.dicomseg import DicomSegError, dicom_series_files, write_dicom_seg
+
+    name = predictor.info.description if predictor.info is not None else "SneakyNet"
+    try:
+        result = write_dicom_seg(labels, dicom_series_files(args.input, args.series), args.dicom_seg, model_name=name)
+    except DicomSegError as exc:
+        raise UserError(f"{args.dicom_seg}: {exc}") from None
+    print(f"{args.input} -> {args.dicom_seg}  (DICOM SEG, {len(result.label_ids)} segments, {result.frames} frames)")
+
+
 def _jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(input, output) pairs still to do; refuses an output that would overwrite an input."""
     from sneakynet.cli import UserError
@@ -86,14 +101,17 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
         if args.output.is_dir():
             raise UserError(f"{args.output}: is an existing folder; give a label map file name")
         todo = [(args.input, args.output)]
+    if args.dicom_seg is not None and not (args.input.is_dir() and len(todo) == 1 and todo[0][0] == args.input):
+        raise UserError(f"{args.input}: --dicom-seg needs a DICOM series folder as input")
     for case, output in todo:
         if output.exists() and same_file(case, output):
             raise UserError(f"{output}: is the input CT itself; choose another output so the CT is not overwritten")
     return todo
 
 
-def _segment_one(predictor, image, case: Path, output: Path, force: bool) -> None:
-    """Check, predict and write one case; bad input raises UserError naming the case."""
+def _segment_one(predictor, image, case: Path, output: Path, force: bool):
+    """Check, predict and write one case and return its label image; bad input raises UserError naming
+    the case."""
     import SimpleITK as sitk
 
     from sneakynet.cli import UserError, progress_bar
@@ -117,6 +135,7 @@ def _segment_one(predictor, image, case: Path, output: Path, force: bool) -> Non
     write_labels(labels, output)
     stats = predictor.stats
     print(f"{case} -> {output}  ({stats.tiles} tiles on {stats.device} in {stats.precision}, {stats.seconds:.1f} s)")
+    return labels
 
 
 def _failure(exc: BaseException) -> tuple[int, str]:
@@ -151,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
             image = read_image(case, args.series)
         except ImageReadError as exc:
             raise UserError(str(exc)) from None
-        _segment_one(predictor, image, case, output, args.force)
+        labels = _segment_one(predictor, image, case, output, args.force)
+        if args.dicom_seg is not None:
+            _write_dicom_seg(args, labels, predictor)
         return 0
     failures: list[tuple[Path, int, str]] = []
     with ThreadPoolExecutor(max_workers=1) as pool:  # reads the next case while this one runs

@@ -74,7 +74,8 @@ def _plan(ctx: DistContext, args: argparse.Namespace) -> dict:
     return broadcast_json(ctx, plan)  # type: ignore[return-value]
 
 
-def _run_share(ctx: DistContext, args: argparse.Namespace, mine: list[tuple[Path, Path]]) -> list[tuple[Path, int, str]]:
+def _run_share(ctx: DistContext, args: argparse.Namespace,
+               mine: list[tuple[Path, Path]]) -> list[tuple[Path, int, str]]:
     """Segment this rank's cases on its device; a model that fails to load fails each of them.
     Only rank 0 shows progress bars and the model's notes; every rank prints one line per case."""
     from sneakynet.cli import UserError

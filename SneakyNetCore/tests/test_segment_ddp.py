@@ -117,6 +117,18 @@ def test_two_ranks_write_each_case_once_equal_to_one_process(cases, reference, t
     assert "Demo model trained on synthetic phantom CT only" in rank0 and "Demo model" not in rank1
 
 
+@pytest.mark.timeout(120)
+def test_bad_input_is_said_once_by_rank_0_and_every_rank_exits_2(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    argv = ["segment", str(tmp_path / "missing"), str(tmp_path / "out"), *OPTIONS]
+    mp.start_processes(_rank, args=(2, _free_port(), argv, str(logs)), nprocs=2, join=True, start_method="spawn")
+    assert [json.loads((logs / f"code_{r}.json").read_text()) for r in range(2)] == [2, 2]
+    rank0, rank1 = ((logs / f"out_{r}.txt").read_text() for r in range(2))
+    assert "missing: input does not exist" in rank0 and "does not exist" not in rank1
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.timeout(180)
 def test_torchrun_resumes_skipping_finished_outputs(cases, reference, tmp_path):
     out = tmp_path / "out"

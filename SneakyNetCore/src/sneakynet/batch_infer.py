@@ -35,7 +35,10 @@ def run_sharded(args: argparse.Namespace) -> int:
     """``sneakynet segment`` as one rank of several; returns the worst exit code across all ranks."""
     from sneakynet.cli import UserError
 
-    ctx = init_distributed(args.device, backend="gloo", timeout_min=GATHER_TIMEOUT_MIN)
+    try:
+        ctx = init_distributed(args.device, backend="gloo", timeout_min=GATHER_TIMEOUT_MIN)
+    except ValueError as exc:  # --device cuda without a GPU: the same on every rank
+        raise UserError(str(exc)) from None
     try:
         plan = _plan(ctx, args)
         if plan["error"] is not None:  # bad input: rank 0 says so, the others exit quietly with its code

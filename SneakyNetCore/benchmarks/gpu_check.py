@@ -116,8 +116,9 @@ def ints(text: str) -> list[int]:
 
 # ---------------------------------------------------------------------------------- synthetic data
 def synthetic_ct(shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(HU int16, labels uint8) on a (z, y, x) grid: an elliptic soft-tissue body in air, bony rods
-    and blobs with 60 distinct labels, sparse noise (so gzip stays quick)."""
+    """(HU int16, labels uint8) on a (z, y, x) grid: an elliptic soft-tissue body in air, three bony
+    rods whose labels change along z (36 labels, vertebra-like), noise on every 7th slice only (so
+    gzip stays quick)."""
     z, y, x = shape
     rng = np.random.default_rng(seed)
     yy, xx = np.ogrid[:y, :x]

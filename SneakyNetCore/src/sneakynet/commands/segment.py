@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from sneakynet.commands.argtypes import float_in, int_in
 
@@ -151,19 +152,38 @@ def _failure(exc: BaseException) -> tuple[int, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sneakynet.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():  # several ranks: the cases are shared out (sneakynet.batch_infer)
+        from sneakynet.batch_infer import run_sharded
+
+        return run_sharded(args)
+    return _run_local(args)
+
+
+def _load_predictor(args: argparse.Namespace, device: str | None = None,
+                    log: Callable[[str], None] | None = None):
+    """The Predictor the options ask for (``device`` overrides ``--device``); a bad bundle is a UserError."""
     from tqdm import tqdm
 
     from sneakynet.bundle import BundleError
     from sneakynet.cli import UserError
     from sneakynet.infer import Predictor
+
+    try:
+        return Predictor(args.model, device=device or args.device, overlap=args.overlap, fast=args.fast,
+                         batch_size=args.batch_size, precision=args.precision, log=log or (lambda m: tqdm.write(m)))
+    except (BundleError, FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    """Every case in this process."""
+    from sneakynet.cli import UserError
     from sneakynet.io import ImageReadError, read_image
 
     todo = _jobs(args)
-    try:
-        predictor = Predictor(args.model, device=args.device, overlap=args.overlap, fast=args.fast,
-                              batch_size=args.batch_size, precision=args.precision, log=lambda m: tqdm.write(m))
-    except (BundleError, FileNotFoundError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+    predictor = _load_predictor(args)
     if len(todo) == 1:  # one case: its error is the command's error
         case, output = todo[0]
         try:
@@ -174,6 +194,17 @@ def run(args: argparse.Namespace) -> int:
         if args.dicom_seg is not None:
             _write_dicom_seg(args, labels, predictor)
         return 0
+    return _report_failures(_segment_cases(predictor, todo, args), len(todo))
+
+
+def _segment_cases(predictor, todo: list[tuple[Path, Path]], args: argparse.Namespace) -> list[tuple[Path, int, str]]:
+    """Segment ``todo`` in order, reading the next case while the current one runs; a failed case is
+    reported and recorded as (case, exit code, message), and the others go on."""
+    from tqdm import tqdm
+
+    from sneakynet.cli import UserError
+    from sneakynet.io import read_image
+
     failures: list[tuple[Path, int, str]] = []
     with ThreadPoolExecutor(max_workers=1) as pool:  # reads the next case while this one runs
         pending = pool.submit(read_image, todo[0][0], args.series) if todo else None
@@ -186,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
                 code, message = _failure(exc)
                 failures.append((case, code, message))
                 tqdm.write(f"sneakynet segment: {case}: failed, going on with the other cases: {message}")
-    return _report_failures(failures, len(todo))
+    return failures
 
 
 def _report_failures(failures: list[tuple[Path, int, str]], total: int) -> int:

@@ -40,11 +40,10 @@ METAL_HU = 3071.0
 
 @dataclass
 class BodyV2:
-    """The anatomy to draw plus what v2 paints after the v1 renderer (metal, the table's height)."""
+    """The anatomy to draw plus what v2 paints after the v1 renderer (metal, table, marrow texture)."""
 
     anatomy: Anatomy
     metal: list[Shape]
-    table_y: float  # anatomy y of the table top (posterior of everything in the body)
     table_hu: tuple[float, float]  # (carbon shell, foam core)
     texture: np.ndarray  # marrow texture waves, rows (kx, ky, kz, phase, amplitude) in rad/mm, rad, HU
     phase: str
@@ -123,12 +122,6 @@ def _metal(sk: SkeletonV2, rng: np.random.Generator) -> list[Shape]:
     return []
 
 
-def _posterior_extent(anat: Anatomy) -> float:
-    ys = [anat.trunk.bounds(grow=anat.trunk_fat_mm)[1][1]]
-    ys += [shape.bounds()[1][1] + fat for shape, fat in anat.envelope]
-    return float(max(ys))
-
-
 def build_body_v2(sk: SkeletonV2, rng: np.random.Generator) -> BodyV2:
     """Soft tissue, organs, contrast, calcifications and implants around the built skeleton ``sk``."""
     anat = build_body(sk, rng)
@@ -148,9 +141,8 @@ def build_body_v2(sk: SkeletonV2, rng: np.random.Generator) -> BodyV2:
     if calc is not None:
         anat.organs_after_lungs.append(calc)
     metal = _metal(sk, rng)
-    table_y = _posterior_extent(anat) + float(rng.uniform(0, 4))
     table_hu = (float(rng.uniform(150, 500)), float(rng.uniform(-950, -800)))
-    return BodyV2(anat, metal, table_y, table_hu, _texture_waves(rng), PHASES[phase])
+    return BodyV2(anat, metal, table_hu, _texture_waves(rng), PHASES[phase])
 
 
 def _texture_waves(rng: np.random.Generator, n: int = 10) -> np.ndarray:

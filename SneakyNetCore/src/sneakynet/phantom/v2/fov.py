@@ -40,6 +40,7 @@ class Scan:
     kernel_mm: float  # in-plane blur sigma
     noise_hu: float
     rotation: np.ndarray  # patient tilt; the grid axes are the scanner's
+    table_y: float  # grid-frame y of the table top: under the back of the trunk in this field of view
     centre: np.ndarray  # rotation centre (anatomy mm)
 
 
@@ -74,6 +75,13 @@ def _whole_diameter(bones: list[BoneModel], centre: np.ndarray, z0: float, z1: f
             dy = max(abs(lo[1] - centre[1]), abs(hi[1] - centre[1]))
             r = max(r, float(np.hypot(dx, dy)))
     return 2 * r + 30.0
+
+
+def _table_y(anat: Anatomy, z0: float, z1: float) -> float:
+    """Most posterior point of the trunk (with its fat) between z0 and z1: where the back lies on the table."""
+    t = anat.trunk
+    zs = np.clip(np.linspace(z0, z1, 64), t.z_lo, t.z_hi)
+    return float(np.max(np.interp(zs, t.z, t.yc) + np.interp(zs, t.z, t.b)) + anat.trunk_fat_mm)
 
 
 def _spacing(given, diameter: float, length: float, slice_mm: float, max_voxels: int) -> tuple[float, float, float]:
@@ -132,5 +140,6 @@ def fit_scan(anat: Anatomy, rng: np.random.Generator, kind: str, spacing, slice_
     if noise_hu is None:
         noise_hu = float(np.clip(rng.uniform(8, 30) * np.sqrt(2.5 / thick), 5, 60))
     pad = int(padding) if padding is not None else int(rng.choice(PADDING_VALUES))
-    scan = Scan(kind, (float(cx), float(cy)), float(half), pad, thick, kern, float(noise_hu), rot, centre)
+    table_y = _table_y(anat, z0, z1) + 250.0 * float(np.linalg.norm(rot - np.eye(3))) + rng.uniform(0, 5)
+    scan = Scan(kind, (float(cx), float(cy)), float(half), pad, thick, kern, float(noise_hu), rot, table_y, centre)
     return grid, scan, _lo

@@ -53,8 +53,7 @@ def _grid_xy(grid: Grid, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _table(hu: np.ndarray, labels: np.ndarray, grid: Grid, lo: np.ndarray, body: BodyV2, scan: Scan) -> None:
     """The patient table under the back: a curved carbon shell around foam (z-invariant in the scanner)."""
     x, y = _grid_xy(grid, lo)
-    slack = 250.0 * float(np.linalg.norm(scan.rotation - np.eye(3)))
-    top = body.table_y + slack - 6e-4 * x * x  # the cradle rises towards its edges (anterior = -y)
+    top = scan.table_y - 6e-4 * x * x  # the cradle rises towards its edges (anterior = -y)
     depth = y - top
     plane = np.full(depth.shape[1:], np.nan, dtype=_F32)
     within = np.abs(x[0]) < TABLE_HALF_WIDTH

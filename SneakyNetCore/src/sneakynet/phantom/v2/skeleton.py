@@ -76,8 +76,8 @@ class SkeletonV2(SkeletonBuilder):
         """One side's pose of ``kind`` plus its swing (degrees about the upper arm, minimum |x| of the wrist)."""
         rng = self.rng
         if kind == "raised":
-            base = dict(abduction=rng.uniform(150, 172), flexion=rng.uniform(-10, 12), elbow=rng.uniform(50, 100))
-            swing = (float(rng.uniform(40, 80)), 70.0 * self.s)
+            base = dict(abduction=rng.uniform(160, 178), flexion=rng.uniform(-5, 10), elbow=rng.uniform(80, 125))
+            swing = (float(rng.uniform(50, 90)), 45.0 * self.s)
         elif kind == "crossed":
             base = dict(abduction=rng.uniform(4, 14), flexion=rng.uniform(10, 32), elbow=rng.uniform(75, 105))
             swing = (float(rng.uniform(45, 70)), -1e9)

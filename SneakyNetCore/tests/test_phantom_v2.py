@@ -114,23 +114,28 @@ def test_outside_the_reconstruction_circle_is_padding_without_labels():
     assert ct[~pad].min() >= -1024
 
 
-def test_bone_hu_is_in_the_range_of_real_ct_and_time_per_2mm_case(capsys):
-    """Bone voxels of chest and abdomen cases: median, percentiles and the share below 150 HU as under
-    real CT's bone labels (median 179, 5-95 % -6..600, 42 % below 150)."""
+def test_bone_hu_is_in_the_range_of_real_ct_and_time_per_case(capsys):
+    """Bone voxels of chest and abdomen cases at 3 mm: median, percentiles and the share below 150 HU as
+    under real CT's bone labels (median 179, 5-95 % -6..600, 42 % below 150; density varies per case)."""
     values, seconds = [], []
-    for seed, fov in ((31, "abdomen_pelvis"), (32, "chest")):
-        t0 = time.perf_counter()
-        case = generate_v2(seed, PhantomV2Options(spacing=(2.0, 2.0, 2.0), fov=fov, slice_mm=3.0))
-        seconds.append(time.perf_counter() - t0)
+    for seed in range(40, 46):
+        t0 = time.process_time()
+        fov = "chest" if seed % 2 else "abdomen_pelvis"
+        case = generate_v2(seed, PhantomV2Options(spacing=(3.0, 3.0, 3.0), fov=fov, slice_mm=3.0))
+        seconds.append(time.process_time() - t0)
         ct, lab = _arrays(case)
         values.append(ct[lab > 0])
+    t0 = time.process_time()
+    big = generate_v2(46, PhantomV2Options(spacing=(2.0, 2.0, 2.0), fov="abdomen_pelvis"))
+    two_mm = time.process_time() - t0
     bone = np.concatenate(values)
     p5, med, p95 = np.percentile(bone, [5, 50, 95])
     low = float((bone < 150).mean())
     with capsys.disabled():
-        print(f"\nphantom v2 at 2 mm: {seconds[0]:.1f} s (abdomen-pelvis), {seconds[1]:.1f} s (chest); "
-              f"bone median {med:.0f}, 5-95 % {p5:.0f}..{p95:.0f}, {100 * low:.0f} % below 150 HU")
-    assert 120 <= med <= 240 and -70 <= p5 <= 60 and 430 <= p95 <= 850 and 0.28 <= low <= 0.56
+        print(f"\nphantom v2 CPU time: {two_mm:.1f} s per 2 mm abdomen-pelvis case {big.ct.GetSize()}, "
+              f"{np.mean(seconds):.1f} s per 3 mm case; bone median {med:.0f}, 5-95 % {p5:.0f}..{p95:.0f}, "
+              f"{100 * low:.0f} % below 150 HU")
+    assert 120 <= med <= 240 and -70 <= p5 <= 60 and 430 <= p95 <= 850 and 0.28 <= low <= 0.58
 
 
 def test_version_1_is_unchanged():

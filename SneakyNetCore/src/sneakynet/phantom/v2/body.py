@@ -5,7 +5,9 @@ so it follows size, curvature and arm pose) v2 sets per case:
 
 - a contrast phase (none, arterial, portal venous) that sets the HU of aorta, heart blood
   pool, lung vessels, liver, spleen and kidneys;
-- subcutaneous fat of 6-40 mm; fat, muscle, organ and lung HU drawn from their CT ranges;
+- subcutaneous fat of 6-40 mm; mesenteric fat filling the lower abdomen with bowel loops in
+  it (fewer in fatter bodies); the psoas muscles; fat, muscle, organ and lung HU drawn from
+  their CT ranges;
 - bowel with gas and, in some cases, oral contrast (150-500 HU);
 - calcifications along the aorta (300-900 HU) and, in some cases, metal implants (a hip
   stem, pedicle screws with rods, or sternal wires) painted over bone after rendering.
@@ -77,6 +79,26 @@ def _bowel_contrast(sk: SkeletonV2, rng: np.random.Generator) -> Tissue:
     return Tissue("bowel_contrast", tuple(loops), float(rng.uniform(150, 500)), "cavity")
 
 
+def _abdominal_fat_and_psoas(sk: SkeletonV2, hu: TissueHU, fat_mm: float, rng: np.random.Generator
+                             ) -> list[Tissue]:
+    """Mesenteric fat filling the lower abdomen, bowel loops in it (fewer in fatter bodies), the psoas."""
+    s, lm = sk.s, sk.landmarks
+    l1, l2, hip = sk.vert("L1"), sk.vert("L2").centre, lm["hip_left"]
+    z_top, z_bottom = l1.centre[2] + 30 * s, hip[2] - 30 * s
+    centre = np.array([0.0, l2[1] - 70 * s, (z_top + z_bottom) / 2])
+    region = Ellipsoid(centre, np.array([125 * s, 85 * s, (z_top - z_bottom) / 2]))
+    loops = []
+    for _ in range(int(rng.uniform(200, 280) - 3 * fat_mm)):
+        c = centre + rng.uniform(-1, 1, size=3) * region.radii * np.array([0.8, 0.8, 0.9])
+        loops.append(Ellipsoid(c, rng.uniform(10, 22, size=3) * s))
+    top = l1.at(l1.rx + 6 * s, 2 * s, 0)
+    bottom = hip + np.array([-14 * s, -14 * s, 10 * s])
+    psoas = Capsule(top, bottom, 11 * s, 21 * s)
+    return [Tissue("mesenteric_fat", (region,), hu.fat + float(rng.uniform(0, 15)), "cavity"),
+            Tissue("bowel_loops", tuple(loops), hu.viscera + float(rng.uniform(-5, 10)), "cavity"),
+            Tissue("psoas", (psoas, psoas.mirrored()), hu.muscle + float(rng.uniform(-8, 8)), "cavity")]
+
+
 def _calcifications(anat: Anatomy, rng: np.random.Generator) -> Tissue | None:
     aorta = next(t for t in anat.organs_after_lungs if t.name == "aorta")
     n = int(rng.integers(0, 16))
@@ -132,6 +154,7 @@ def build_body_v2(sk: SkeletonV2, rng: np.random.Generator) -> BodyV2:
     anat.hu = TissueHU(skin=float(rng.uniform(10, 50)), fat=float(rng.uniform(-115, -85)),
                        muscle=float(rng.uniform(35, 65)), viscera=float(rng.uniform(20, 45)),
                        lung=float(rng.uniform(-900, -820)))
+    anat.organs_before_lungs[:0] = _abdominal_fat_and_psoas(sk, anat.hu, fat, rng)
     phase = int(rng.choice(3, p=[0.35, 0.2, 0.45]))
     _organ_hu(anat, phase, rng)
     anat.organs_after_lungs.append(_heart_blood(anat, phase, rng))

@@ -7,12 +7,13 @@ acetabulum and rami; femoral head in the acetabulum). What v2 changes:
 
 - size: body scale about 0.85-1.15 of the adult table values (v1 shrinks bodies to ~0.62);
 - density: each bone is a thin cortex (0.5-2.3 mm) around marrow. Cancellous bones (spine,
-  pelvis, ribs, sternum, scapula, skull, carpals) have red marrow of 45-260 HU, long bones
-  fatty marrow of -35-65 HU, both scaled by one density per case from osteoporotic (0) to
+  pelvis, ribs, sternum, scapula, skull, carpals) have red marrow of 45-260 HU, forearm,
+  hand and clavicle fatty marrow of -35-65 HU, femur and humerus (cancellous head, fatty
+  shaft) the mean of both; all scaled by one density per case from osteoporotic (0) to
   young (1; drawn from 0.25-1), plus a per-bone spread; the cortex is 600-950 HU (what a
   sub-millimetre cortex of ~1500 HU gives after partial volume at 1-5 mm). Over 48 chest and
-  abdomen cases at 3 mm the bone voxels then give real CT's bone histogram (median 177 HU,
-  5-95 % 2..588, 39 % below 150; real: 179, -6..600, 42 %);
+  abdomen cases at 3 mm the bone voxels then give real CT's bone histogram (median 182 HU,
+  5-95 % 30..588, 37 % below 150; real: 179, -6..600, 42 %);
 - arms: "sides", "raised" (above the head, the usual chest/abdomen position), "one_up"
   (one raised, one at the side) or "crossed" (forearms over the belly). Raised and crossed
   arms swing the forearm and hand about the upper arm's axis (shoulder rotation).
@@ -29,14 +30,15 @@ from sneakynet.phantom.skeleton import ArmPose, SkeletonBuilder
 from sneakynet.phantom.v2.rigid import about_axis
 
 ARM_POSES = ("sides", "raised", "one_up", "crossed")
-LONG_BONES = ("humerus", "radius", "ulna", "femur", "metacarpal", "phalanx", "clavicle")
+LONG_BONES = ("radius", "ulna", "metacarpal", "phalanx", "clavicle")  # fatty (yellow) marrow
+MIXED_BONES = ("femur", "humerus")  # a cancellous head on a shaft of yellow marrow: the mean of both
 CORTEX_FACTOR = 0.45  # v1's cortex widths (adult mm) are about twice real cortices
 # HU at density 0 (osteoporotic) and the rise to density 1 (young)
 # (chosen so that bone voxels of chest and abdomen cases at 3 mm give CT's bone histogram)
 CORTEX_HU = (600.0, 350.0)
 RED_MARROW_HU = (45.0, 215.0)
 FAT_MARROW_HU = (-35.0, 100.0)
-MARROW_JITTER_HU = 30.0  # per-bone spread around the case's marrow value
+MARROW_JITTER_HU = 55.0  # per-bone spread around the case's marrow value
 MIN_CORTEX_MM = 0.5
 SWING_STEPS = 8  # a raised forearm swings over the head in this many steps until the hands would meet
 
@@ -63,8 +65,11 @@ class SkeletonV2(SkeletonBuilder):
     def add(self, name: str, parts: list[Shape], cortex_adult: float, family: float = 1.0,
             anchor: np.ndarray | None = None, mirror: bool = False, min_cortex: float = 1.4) -> None:
         """As v1's ``add``, but with v2 cortex widths and marrow values (``family``/``min_cortex`` unused)."""
-        long_bone = any(name.startswith(b) for b in LONG_BONES)
-        core = (self.marrow_fat if long_bone else self.marrow_red) + self.hu_rng.normal(0, MARROW_JITTER_HU)
+        if name.startswith(MIXED_BONES):
+            core = (self.marrow_fat + self.marrow_red) / 2
+        else:
+            core = self.marrow_fat if name.startswith(LONG_BONES) else self.marrow_red
+        core += self.hu_rng.normal(0, MARROW_JITTER_HU)
         cortex_hu = self.cortex_hu * self.hu_rng.uniform(0.92, 1.08)
         cortex = max(cortex_adult * self.s * CORTEX_FACTOR, MIN_CORTEX_MM)
         bone = BoneModel(name, tuple(parts), cortex, float(cortex_hu), float(core),

@@ -115,10 +115,11 @@ def test_outside_the_reconstruction_circle_is_padding_without_labels():
 
 
 def test_bone_hu_is_in_the_range_of_real_ct_and_time_per_case(capsys):
-    """Bone voxels of chest and abdomen cases at 3 mm: median, percentiles and the share below 150 HU as
-    under real CT's bone labels (median 179, 5-95 % -6..600, 42 % below 150; density varies per case)."""
+    """Bone voxels of twelve chest and abdomen cases at 3 mm: median, percentiles and the share below
+    150 HU near real CT's (median 179, 5-95 % -6..600, 42 % below 150). Bone density is drawn per case,
+    so a dozen cases scatter by some 30 HU around the population (100 cases: 179, 15..599, 39 %)."""
     values, seconds = [], []
-    for seed in range(40, 46):
+    for seed in range(40, 52):
         t0 = time.process_time()
         fov = "chest" if seed % 2 else "abdomen_pelvis"
         case = generate_v2(seed, PhantomV2Options(spacing=(3.0, 3.0, 3.0), fov=fov, slice_mm=3.0))
@@ -135,7 +136,7 @@ def test_bone_hu_is_in_the_range_of_real_ct_and_time_per_case(capsys):
         print(f"\nphantom v2 CPU time: {two_mm:.1f} s per 2 mm abdomen-pelvis case {big.ct.GetSize()}, "
               f"{np.mean(seconds):.1f} s per 3 mm case; bone median {med:.0f}, 5-95 % {p5:.0f}..{p95:.0f}, "
               f"{100 * low:.0f} % below 150 HU")
-    assert 120 <= med <= 240 and -70 <= p5 <= 60 and 430 <= p95 <= 850 and 0.28 <= low <= 0.58
+    assert 140 <= med <= 220 and -60 <= p5 <= 70 and 450 <= p95 <= 800 and 0.28 <= low <= 0.56
 
 
 def test_version_1_is_unchanged():

@@ -5,15 +5,18 @@ with body, pedicles, laminae and processes growing from C3 to L5; ribs from thei
 with cartilage to the sternum; scapula with spine, acromion and coracoid; pelvis with wings,
 acetabulum and rami; femoral head in the acetabulum). What v2 changes:
 
-- size: body scale about 0.85-1.15 of the adult table values (v1 shrinks bodies to ~0.62);
+- size: body scale about 0.85-1.15 of the adult table values (v1 shrinks bodies to ~0.62),
+  chest width and depth, shoulder and pelvis width varied further (about ±10 %);
+- spine: v1's kyphosis and lordosis, plus a mild scoliosis (4-14 mm lateral shift, C or S) in
+  a third of the cases;
 - density: each bone is a thin cortex (0.5-2.3 mm) around marrow. Cancellous bones (spine,
-  pelvis, ribs, sternum, scapula, skull, carpals) have red marrow of 45-260 HU, forearm,
-  hand and clavicle fatty marrow of -35-65 HU, femur and humerus (cancellous head, fatty
+  pelvis, ribs, sternum, scapula, skull, carpals) have red marrow of 25-240 HU, forearm,
+  hand and clavicle fatty marrow of -45-55 HU, femur and humerus (cancellous head, fatty
   shaft) the mean of both; all scaled by one density per case from osteoporotic (0) to
   young (1; drawn from 0.25-1), plus a per-bone spread; the cortex is 600-950 HU (what a
-  sub-millimetre cortex of ~1500 HU gives after partial volume at 1-5 mm). Over 48 chest and
-  abdomen cases at 3 mm the bone voxels then give real CT's bone histogram (median 182 HU,
-  5-95 % 30..588, 37 % below 150; real: 179, -6..600, 42 %);
+  sub-millimetre cortex of ~1500 HU gives after partial volume at 1-5 mm). Over 100 chest and
+  abdomen cases at 3 mm the bone voxels then give real CT's bone histogram (median 179 HU,
+  5-95 % 15..599, 39 % below 150; real: 179, -6..600, 42 %);
 - arms: "sides", "raised" (above the head, the usual chest/abdomen position), "one_up"
   (one raised, one at the side) or "crossed" (forearms over the belly). Raised and crossed
   arms swing the forearm and hand about the upper arm's axis (shoulder rotation).
@@ -25,19 +28,20 @@ from dataclasses import replace
 import numpy as np
 
 from sneakynet.phantom.model import BoneModel
-from sneakynet.phantom.shapes import Shape, rotation_matrix
+from sneakynet.phantom.shapes import Shape, rotation_matrix, unit
 from sneakynet.phantom.skeleton import ArmPose, SkeletonBuilder
 from sneakynet.phantom.v2.rigid import about_axis
 
 ARM_POSES = ("sides", "raised", "one_up", "crossed")
+X_AXIS = np.array([1.0, 0.0, 0.0])
 LONG_BONES = ("radius", "ulna", "metacarpal", "phalanx", "clavicle")  # fatty (yellow) marrow
 MIXED_BONES = ("femur", "humerus")  # a cancellous head on a shaft of yellow marrow: the mean of both
 CORTEX_FACTOR = 0.45  # v1's cortex widths (adult mm) are about twice real cortices
 # HU at density 0 (osteoporotic) and the rise to density 1 (young)
 # (chosen so that bone voxels of chest and abdomen cases at 3 mm give CT's bone histogram)
 CORTEX_HU = (600.0, 350.0)
-RED_MARROW_HU = (45.0, 215.0)
-FAT_MARROW_HU = (-35.0, 100.0)
+RED_MARROW_HU = (25.0, 215.0)
+FAT_MARROW_HU = (-45.0, 100.0)
 MARROW_JITTER_HU = 55.0  # per-bone spread around the case's marrow value
 MIN_CORTEX_MM = 0.5
 SWING_STEPS = 8  # a raised forearm swings over the head in this many steps until the hands would meet
@@ -54,6 +58,14 @@ class SkeletonV2(SkeletonBuilder):
         self.s = self.s / 0.62 * size
         self.hs = self.hs / 0.68 * self.s * 0.95
         self.arms = arms
+        # proportions vary beyond v1's few per cent: narrow or broad chest, shoulders and pelvis
+        self.chest_w *= float(rng.uniform(0.92, 1.1))
+        self.chest_d *= float(rng.uniform(0.9, 1.12))
+        self.shoulder_w *= float(rng.uniform(0.95, 1.06))
+        self.pelvis_w *= float(rng.uniform(0.93, 1.08))
+        # mild scoliosis in a third of the cases: lateral shift of T1..L5, one C-curve or an S
+        self.scoliosis_mm = float(rng.uniform(4, 14) * rng.choice([-1, 1])) if rng.random() < 0.33 else 0.0
+        self.scoliosis_s = bool(rng.random() < 0.4)
         self.hu_rng = np.random.default_rng(rng.integers(2**63))
         self.density = float(rng.uniform(0.25, 1.0))  # 0 osteoporotic .. 1 young
         d = self.density
@@ -61,6 +73,22 @@ class SkeletonV2(SkeletonBuilder):
         self.marrow_red = RED_MARROW_HU[0] + RED_MARROW_HU[1] * d
         self.marrow_fat = FAT_MARROW_HU[0] + FAT_MARROW_HU[1] * d
         self._swing: dict[str, tuple[float, float]] = {}
+
+    def build_spine(self) -> None:
+        """v1's spine (kyphosis, lordosis), then the thoracolumbar vertebrae shifted sideways (scoliosis)."""
+        super().build_spine()
+        if self.scoliosis_mm == 0:
+            return
+        t = np.clip((np.arange(24) - 7) / 16, 0, 1)  # 0 at C7..T1, 1 at L5
+        shape = np.sin(2 * np.pi * t) * 0.6 if self.scoliosis_s else np.sin(np.pi * t)
+        centres = np.array([v.centre for v in self.vertebrae]) + np.outer(shape * self.scoliosis_mm, X_AXIS)
+        for i, v in enumerate(self.vertebrae):
+            up = unit(centres[max(i - 1, 0)] - centres[min(i + 1, 23)])
+            lateral = unit(X_AXIS - np.dot(X_AXIS, up) * up)
+            axes = np.stack([lateral, np.cross(up, lateral), up], axis=1)
+            self.vertebrae[i] = replace(v, centre=centres[i], axes=axes)
+            self.landmarks[v.name] = centres[i]
+            self._vertebra(self.vertebrae[i])
 
     def add(self, name: str, parts: list[Shape], cortex_adult: float, family: float = 1.0,
             anchor: np.ndarray | None = None, mirror: bool = False, min_cortex: float = 1.4) -> None:
@@ -83,7 +111,7 @@ class SkeletonV2(SkeletonBuilder):
         """One side's pose of ``kind`` plus its swing (degrees about the upper arm, minimum |x| of the wrist)."""
         rng = self.rng
         if kind == "raised":
-            base = dict(abduction=rng.uniform(160, 178), flexion=rng.uniform(-5, 10), elbow=rng.uniform(80, 125))
+            base = dict(abduction=rng.uniform(160, 178), flexion=rng.uniform(-25, -5), elbow=rng.uniform(80, 125))
             swing = (float(rng.uniform(50, 90)), 45.0 * self.s)
         elif kind == "crossed":
             base = dict(abduction=rng.uniform(4, 14), flexion=rng.uniform(10, 32), elbow=rng.uniform(75, 105))

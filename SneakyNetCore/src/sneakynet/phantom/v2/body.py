@@ -48,6 +48,7 @@ class BodyV2:
     metal: list[Shape]
     table_hu: tuple[float, float]  # (carbon shell, foam core)
     texture: np.ndarray  # marrow texture waves, rows (kx, ky, kz, phase, amplitude) in rad/mm, rad, HU
+    streaks: np.ndarray  # metal streaks, rows (angle rad, amplitude HU): dark and bright lines through metal
     phase: str
 
 
@@ -165,7 +166,8 @@ def build_body_v2(sk: SkeletonV2, rng: np.random.Generator) -> BodyV2:
         anat.organs_after_lungs.append(calc)
     metal = _metal(sk, rng)
     table_hu = (float(rng.uniform(150, 500)), float(rng.uniform(-950, -800)))
-    return BodyV2(anat, metal, table_hu, _texture_waves(rng), PHASES[phase])
+    streaks = np.stack([rng.uniform(0, np.pi, 8), rng.uniform(80, 300, 8) * rng.choice([-1.0, 1.0], 8)], axis=1)
+    return BodyV2(anat, metal, table_hu, _texture_waves(rng), streaks, PHASES[phase])
 
 
 def _texture_waves(rng: np.random.Generator, n: int = 10) -> np.ndarray:

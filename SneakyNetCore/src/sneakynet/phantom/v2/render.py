@@ -1,10 +1,10 @@
 """Drawing a phantom v2 case: v1's rasteriser for anatomy, then what a real scanner adds.
 
 Order: bones and soft tissue by :func:`sneakynet.phantom.ct.render` (no blur, no noise; labels
-by voxel centre), marrow texture, metal, the scanner table, the slice-thickness and kernel
-blur, correlated noise, and last the reconstruction circle (outside: padding value, label 0).
-Texture, metal and table are functions of anatomy (or scanner) position, not of the grid, so
-two fields of view of one case agree where they overlap.
+by voxel centre), marrow texture, metal with its streaks, the scanner table, the slice-thickness
+and kernel blur, correlated noise, and last the reconstruction circle (outside: padding value,
+label 0). Texture and metal are functions of anatomy position, not of the grid, so two fields
+of view of one case agree where they overlap (the table follows the trunk in view).
 """
 from __future__ import annotations
 
@@ -34,13 +34,29 @@ def _texture(hu: np.ndarray, labels: np.ndarray, grid: Grid, waves: np.ndarray) 
     hu[k, j, i] += tex
 
 
-def _metal(hu: np.ndarray, grid: Grid, parts) -> None:
+def _metal(hu: np.ndarray, grid: Grid, parts, streaks: np.ndarray) -> None:
+    """Paint the implants, then in every slice through metal the streaks that radiate from it."""
+    mask = np.zeros(hu.shape, dtype=bool)
     for part in parts:
         sl = grid.index_box(*part.bounds())
         if sl is None:
             continue
-        inside = _union_sdf(grid, [part], sl) < 0
-        hu[sl][inside] = METAL_HU
+        mask[sl] |= _union_sdf(grid, [part], sl) < 0
+    if not mask.any():
+        return
+    jj, ii = np.mgrid[0:hu.shape[1], 0:hu.shape[2]]
+    x, y = ii * grid.spacing[0], jj * grid.spacing[1]
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        j, i = np.nonzero(mask[k])
+        cx, cy = i.mean() * grid.spacing[0], j.mean() * grid.spacing[1]
+        r = np.hypot(x - cx, y - cy)
+        band = np.zeros(r.shape, dtype=_F32)
+        for angle, amp in streaks:
+            across = (x - cx) * np.sin(angle) - (y - cy) * np.cos(angle)
+            band += _F32(amp) * np.exp(-0.5 * (across / 1.5) ** 2, dtype=_F32)
+        band *= np.exp(-r / 60.0, dtype=_F32) * _F32(min(1.0, len(i) / 20))
+        hu[k] += np.where(hu[k] > -900, band, _F32(0))  # streaks in the patient, not in the air
+    hu[mask] = METAL_HU
 
 
 def _grid_xy(grid: Grid, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +112,7 @@ def render_v2(body: BodyV2, grid: Grid, lo: np.ndarray, scan: Scan, noise_rng: n
     hu = out.ct.astype(_F32)
     labels = out.labels
     _texture(hu, labels, grid, body.texture)
-    _metal(hu, grid, body.metal)
+    _metal(hu, grid, body.metal, body.streaks)
     _table(hu, labels, grid, lo, body, scan)
     hu = _acquire(hu, grid, scan, noise_rng)
     np.clip(hu, HU_FLOOR, HU_MAX, out=hu)

@@ -41,7 +41,6 @@ class Scan:
     noise_hu: float
     rotation: np.ndarray  # patient tilt; the grid axes are the scanner's
     table_y: float  # grid-frame y of the table top: under the back of the trunk in this field of view
-    centre: np.ndarray  # rotation centre (anatomy mm)
 
 
 def _z_range(kind: str, anat: Anatomy, bones: list[BoneModel], rng: np.random.Generator) -> tuple[float, float]:
@@ -134,12 +133,12 @@ def fit_scan(anat: Anatomy, rng: np.random.Generator, kind: str, spacing, slice_
     rot = _tilt(rng, max_rotation_deg)
     centre = np.array([cx, cy, zm])
     half = diameter / 2
-    grid, _lo = lattice_grid(np.array([cx - half, cy - half, z0]), np.array([cx + half, cy + half, z1]),
+    grid, corner = lattice_grid(np.array([cx - half, cy - half, z0]), np.array([cx + half, cy + half, z1]),
                              sp, rot, centre)
     kern = float(kernel_mm) if kernel_mm is not None else float(rng.uniform(0.35, 0.9))
     if noise_hu is None:
         noise_hu = float(np.clip(rng.uniform(8, 30) * np.sqrt(2.5 / thick), 5, 60))
     pad = int(padding) if padding is not None else int(rng.choice(PADDING_VALUES))
     table_y = _table_y(anat, z0, z1) + 250.0 * float(np.linalg.norm(rot - np.eye(3))) + rng.uniform(0, 5)
-    scan = Scan(kind, (float(cx), float(cy)), float(half), pad, thick, kern, float(noise_hu), rot, table_y, centre)
-    return grid, scan, _lo
+    scan = Scan(kind, (float(cx), float(cy)), float(half), pad, thick, kern, float(noise_hu), rot, table_y)
+    return grid, scan, corner

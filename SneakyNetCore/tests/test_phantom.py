@@ -249,7 +249,8 @@ def test_hounsfield_ranges(case2mm, table):
 
 def test_cli_writes_dataset_folder(tmp_path, table):
     out = tmp_path / "phantoms"
-    assert main(["phantom", "--out", str(out), "--n", "2", "--seed", "3", "--spacing", "4", "--quiet"]) == 0
+    assert main(["phantom", "--out", str(out), "--n", "2", "--seed", "3", "--spacing", "4", "--quiet",
+                 "--version", "1"]) == 0
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["channel_names"] == {"0": "CT"} and meta["numTraining"] == 2 and meta["file_ending"] == ".nii.gz"
     assert meta["labels"]["background"] == 0 and len(meta["labels"]) == NUM_BONES + 1

@@ -227,7 +227,7 @@ def prepare_dataset(options: AblationOptions, log: Callable[[str], None] = print
         log(f"ablation: generating {options.cases} phantom cases at {options.spacing:g} mm in {folder}")
         t0 = time.perf_counter()
         write_cases(folder, options.cases, options.seed, PhantomOptions(spacing=(options.spacing,) * 3),
-                    progress=options.progress)
+                    progress=options.progress, version=1)
         seconds = time.perf_counter() - t0
         log(f"ablation: phantoms written in {seconds:.0f} s")
         options.out.mkdir(parents=True, exist_ok=True)

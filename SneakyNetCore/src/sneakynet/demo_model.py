@@ -25,7 +25,7 @@ def build_demo_model(workdir: Path, iterations: int = 4000, cases: int = 14, see
     workdir = Path(workdir)
     data = workdir / "phantoms"
     if not (data / "dataset.json").exists():
-        write_cases(data, cases, seed, PhantomOptions(spacing=DEMO_SPACING), progress=progress)
+        write_cases(data, cases, seed, PhantomOptions(spacing=DEMO_SPACING), progress=progress, version=1)
         ids = sorted(p.name[: -len("_0000.nii.gz")] for p in (data / "imagesTr").glob("*_0000.nii.gz"))
         write_splits(data, make_splits(ids, n_folds=5, seed=seed))
     run = workdir / "run"

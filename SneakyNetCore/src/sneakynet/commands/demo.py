@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(None, device=args.device, log=lambda m: tqdm.write(m))
     spacing = predictor.spacing
     print(f"1/4 generating phantom CT (seed {args.seed}, {spacing[0]:g} mm) ...")
-    ct, truth = generate_case(args.seed, PhantomOptions(spacing=spacing))
+    ct, truth = generate_case(args.seed, PhantomOptions(spacing=spacing), version=1)
     ct_path, truth_path = write_image(ct, out / "phantom_ct.nii.gz"), write_image(truth, out / "phantom_truth.nii.gz")
 
     print(f"2/4 segmenting {ct.GetSize()} voxels on {predictor.device} ...")

@@ -1,4 +1,8 @@
-"""``sneakynet phantom``: write a folder of synthetic upper-body CT phantoms (nnU-Net raw layout)."""
+"""``sneakynet phantom``: write a folder of synthetic CT phantoms (nnU-Net raw layout).
+
+Version 2 (the default) looks like real CT: fields of view, arm poses, marrow-filled bones,
+table, reconstruction circle. Version 1 is the phantom the bundled demo model was trained on.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +10,9 @@ from pathlib import Path
 
 from sneakynet.commands.argtypes import float_in, int_in
 from sneakynet.cli import UserError
+
+FOV_CHOICES = ("any", "chest", "abdomen_pelvis", "neck_chest", "whole", "random")
+ARM_CHOICES = ("any", "sides", "raised", "one_up", "crossed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,21 +22,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int_in(1, 100000), default=1, metavar="N", help="number of cases (default: %(default)s)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, metavar="S",
                         help="seed of the first case; case i uses S + i (default: %(default)s)")
+    parser.add_argument("--version", type=int, choices=(1, 2), default=2,
+                        help="2: CT-like phantom v2 (default); 1: the phantom the demo model was trained on")
     parser.add_argument("--size", choices=("default", "small"), default="default",
-                        help="default: random 1.5-3 mm spacing per case (~210x155x330 voxels at 2 mm); "
-                             "small: 4 mm isotropic (~105x78x165) for fast CPU training and tests")
+                        help="default: v1 random 1.5-3 mm, v2 the scan's own spacing (0.6-1 mm in-plane, 1-5 mm "
+                             "slices, capped at 12 million voxels); small: 4 mm isotropic for fast CPU training")
     parser.add_argument("--spacing", type=float_in(0.25, 12.0), nargs="+", metavar="MM",
                         help="voxel size in mm, one value (isotropic) or three (x y z); overrides --size")
-    parser.add_argument("--noise", type=float_in(0.0, 1000.0), default=20.0, metavar="HU",
-                        help="standard deviation of the Gaussian noise (default: %(default)s HU)")
+    parser.add_argument("--noise", type=float_in(0.0, 1000.0), default=None, metavar="HU",
+                        help="standard deviation of the noise (default: v1 20 HU, v2 drawn per case)")
+    parser.add_argument("--fov", choices=FOV_CHOICES, default="any",
+                        help="v2 field of view (default: drawn per case)")
+    parser.add_argument("--arms", choices=ARM_CHOICES, default="any", help="v2 arm pose (default: drawn per case)")
     parser.add_argument("--fov-scale", type=float_in(0.1, 10.0), default=1.0, metavar="F",
-                        help="scale of the field of view; below 1 bones at the border are cut (default: 1)")
+                        help="v1 only: scale of the field of view; below 1 bones at the border are cut (default: 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _options(args: argparse.Namespace):
+    """PhantomOptions (v1) or PhantomV2Options (v2) from the command line; ValueError if invalid."""
+    from sneakynet.phantom import options_for_size
+    from sneakynet.phantom.v2 import PhantomV2Options
+
+    spacing = None
+    if args.spacing is not None:
+        if len(args.spacing) not in (1, 3):
+            raise UserError(f"--spacing takes one value or three (x y z), got {len(args.spacing)}")
+        spacing = tuple(args.spacing * 3 if len(args.spacing) == 1 else args.spacing)
+    if args.version == 1:
+        if args.fov != "any" or args.arms != "any":
+            raise UserError("--fov and --arms need --version 2 (phantom v1 has one field of view and pose)")
+        overrides: dict = {"noise_hu": 20.0 if args.noise is None else args.noise, "fov_scale": args.fov_scale}
+        if spacing is not None:
+            overrides["spacing"] = spacing
+        return options_for_size(args.size, **overrides)
+    if args.fov_scale != 1.0:
+        raise UserError("--fov-scale is for --version 1; phantom v2 chooses fields of view with --fov")
+    if spacing is None and args.size == "small":
+        spacing = (4.0, 4.0, 4.0)
+    return PhantomV2Options(spacing=spacing, fov=args.fov, arms=args.arms, noise_hu=args.noise)
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate the cases; bad options raise UserError."""
-    from sneakynet.phantom import options_for_size, write_cases
+    from sneakynet.phantom import write_cases
 
     if args.n < 1:
         raise UserError(f"--n must be at least 1, got {args.n}")
@@ -37,19 +73,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"{args.out}: exists and is not a folder")
-    overrides: dict = {"noise_hu": args.noise, "fov_scale": args.fov_scale}
-    if args.spacing is not None:
-        if len(args.spacing) not in (1, 3):
-            raise UserError(f"--spacing takes one value or three (x y z), got {len(args.spacing)}")
-        overrides["spacing"] = tuple(args.spacing * 3 if len(args.spacing) == 1 else args.spacing)
     try:
-        options = options_for_size(args.size, **overrides)
+        options = _options(args)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     try:
-        paths = write_cases(args.out, args.n, args.seed, options, progress=not args.quiet)
+        paths = write_cases(args.out, args.n, args.seed, options, progress=not args.quiet, version=args.version)
     except OSError as exc:
         raise UserError(f"{args.out}: cannot write the dataset ({exc.strerror or exc})") from None
-    print(f"wrote {len(paths)} phantom case(s) (seeds {args.seed}..{args.seed + args.n - 1}) and dataset.json to "
-          f"{args.out}")
+    print(f"wrote {len(paths)} phantom v{args.version} case(s) (seeds {args.seed}..{args.seed + args.n - 1}) and "
+          f"dataset.json to {args.out}")
     return 0

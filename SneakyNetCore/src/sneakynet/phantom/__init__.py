@@ -24,6 +24,10 @@ The same seed and options give identical arrays.
 
 Modules: ``shapes`` (signed distance primitives), ``skeleton`` (bone placement), ``body``
 (soft tissue, lungs, organs), ``grid`` (voxel geometry), ``ct`` (drawing), ``generator`` (API).
+
+This is phantom version 1, which the bundled demo model was trained on. Version 2
+(:mod:`sneakynet.phantom.v2`, ``generate(seed, PhantomV2Options(), version=2)``) looks like
+real CT: adult size, marrow-filled bones, real fields of view, arm poses, scanner effects.
 """
 from sneakynet.phantom.generator import (
     SIZE_PRESETS,
@@ -35,14 +39,18 @@ from sneakynet.phantom.generator import (
     options_for_size,
     write_cases,
 )
+from sneakynet.phantom.v2 import PhantomCaseV2, PhantomV2Options, generate_v2
 
 __all__ = [
     "SIZE_PRESETS",
     "PhantomCase",
+    "PhantomCaseV2",
+    "PhantomV2Options",
     "PhantomOptions",
     "case_name",
     "generate",
     "generate_case",
+    "generate_v2",
     "options_for_size",
     "write_cases",
 ]

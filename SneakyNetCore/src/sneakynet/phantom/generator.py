@@ -153,8 +153,24 @@ def _to_image(arr: np.ndarray, grid: Grid) -> sitk.Image:
     return img
 
 
-def generate(seed: int, options: PhantomOptions = PhantomOptions()) -> PhantomCase:
-    """Generate case ``seed`` with all details (see :func:`generate_case` for the images only)."""
+def generate(seed: int, options=None, version: int = 1) -> PhantomCase:
+    """Generate case ``seed`` with all details (see :func:`generate_case` for the images only).
+
+    ``version`` 1 (``PhantomOptions``) is the phantom the bundled demo model was trained on;
+    version 2 (``PhantomV2Options``) looks like real CT (:mod:`sneakynet.phantom.v2`).
+    """
+    if version == 2:
+        from sneakynet.phantom.v2 import PhantomV2Options, generate_v2
+
+        options = PhantomV2Options() if options is None else options
+        if not isinstance(options, PhantomV2Options):
+            raise ValueError(f"phantom version 2 takes PhantomV2Options, got {type(options).__name__}")
+        return generate_v2(seed, options)
+    if version != 1:
+        raise ValueError(f"unknown phantom version {version!r}; choose 1 or 2")
+    options = PhantomOptions() if options is None else options
+    if not isinstance(options, PhantomOptions):
+        raise ValueError(f"phantom version 1 takes PhantomOptions, got {type(options).__name__}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"phantom seed must be a non-negative integer, got {seed!r}")
     anat_rng, geom_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
@@ -165,14 +181,21 @@ def generate(seed: int, options: PhantomOptions = PhantomOptions()) -> PhantomCa
                        out.placed_by_anchor, out.missing)
 
 
-def generate_case(seed: int, options: PhantomOptions = PhantomOptions()) -> tuple[sitk.Image, sitk.Image]:
+def generate_case(seed: int, options=None, version: int = 1) -> tuple[sitk.Image, sitk.Image]:
     """(ct int16 HU, labels uint8) on the same grid, in ITK LPS physical space.
 
-    Left bones (``*_left``) lie at +x (patient left). The same seed and options give identical
-    voxels; the anatomy depends on the seed only, so one seed at 2 and 4 mm is the same body.
+    Left bones (``*_left``) lie at +x (patient left). The same seed, options and version give
+    identical voxels; in v1 the anatomy depends on the seed only, so one seed at 2 and 4 mm is
+    the same body. ``version`` as in :func:`generate` (default 1).
     """
-    case = generate(seed, options)
+    case = generate(seed, options, version)
     return case.ct, case.labels
+
+
+def _v2_options():
+    from sneakynet.phantom.v2 import PhantomV2Options
+
+    return PhantomV2Options()
 
 
 def case_name(seed: int) -> str:
@@ -180,9 +203,9 @@ def case_name(seed: int) -> str:
     return f"phantom_{seed:03d}"
 
 
-def write_cases(out_dir: str | os.PathLike, n: int, seed: int, options: PhantomOptions = PhantomOptions(),
-                progress: bool = True) -> list[Path]:
-    """Write an nnU-Net raw style dataset of ``n`` cases (case i uses seed + i).
+def write_cases(out_dir: str | os.PathLike, n: int, seed: int, options=None,
+                progress: bool = True, version: int = 1) -> list[Path]:
+    """Write an nnU-Net raw style dataset of ``n`` cases (case i uses seed + i) of phantom ``version``.
 
     ``out_dir/imagesTr/phantom_<seed+i>_0000.nii.gz``, ``out_dir/labelsTr/phantom_<seed+i>.nii.gz``
     and ``out_dir/dataset.json`` (written last). Every file is written atomically. Returns the
@@ -195,6 +218,10 @@ def write_cases(out_dir: str | os.PathLike, n: int, seed: int, options: PhantomO
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
+    if version not in (1, 2):
+        raise ValueError(f"unknown phantom version {version!r}; choose 1 or 2")
+    if options is None:
+        options = PhantomOptions() if version == 1 else _v2_options()
     seeds = list(range(seed, seed + n))
     iterator = seeds
     if progress:
@@ -203,7 +230,7 @@ def write_cases(out_dir: str | os.PathLike, n: int, seed: int, options: PhantomO
         iterator = tqdm(seeds, desc="phantoms", unit="case")
     written = []
     for s in iterator:
-        ct, labels = generate_case(s, options)
+        ct, labels = generate_case(s, options, version)
         name = case_name(s)
         written.append(write_image(ct, out / "imagesTr" / f"{name}_0000.nii.gz"))
         write_image(labels, out / "labelsTr" / f"{name}.nii.gz")
@@ -217,7 +244,8 @@ def write_cases(out_dir: str | os.PathLike, n: int, seed: int, options: PhantomO
         "numTraining": n,
         "file_ending": ".nii.gz",
         "sneakynet_label_table_version": table.version,
-        "sneakynet_phantom": {"generator_version": GENERATOR_VERSION, "seeds": seeds, "options": asdict(options)},
+        "sneakynet_phantom": {"generator_version": GENERATOR_VERSION if version == 1 else "2", "seeds": seeds,
+                              "options": asdict(options)},
     }
     with atomic_path(out / "dataset.json") as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

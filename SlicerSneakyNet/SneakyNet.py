@@ -98,6 +98,7 @@ class SneakyNetParameterNode:
     modelBundlePath - a model bundle folder (config.json + model.safetensors).
     device - auto (CUDA if present), GPU or CPU.
     quality - full (overlapping tiles) or fast (no overlap).
+    forceNonCT - segment a volume that does not look like CT in Hounsfield units (otherwise refused).
     outputSegmentation - receives the bone segments (None: a new node is created).
     exportFolder, meshFormat, smoothMeshes, decimation - mesh export settings.
     """
@@ -107,6 +108,7 @@ class SneakyNetParameterNode:
     modelBundlePath: pathlib.Path
     device: Annotated[str, Choice(["auto", "GPU", "CPU"])] = "auto"
     quality: Annotated[str, Choice(["full", "fast"])] = "full"
+    forceNonCT: bool = False
     outputSegmentation: vtkMRMLSegmentationNode
     exportFolder: pathlib.Path
     meshFormat: Annotated[str, Choice(["GLB", "OBJ", "STL", "PLY"])] = "GLB"
@@ -230,7 +232,8 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode
         path = str(node.modelBundlePath or "").strip()
         bundle = None if node.useDemoModel else ("" if path in ("", ".") else path)
-        return SegmentationOptions(bundle=bundle, device=node.device, fast=(node.quality == "fast"))
+        return SegmentationOptions(bundle=bundle, device=node.device, fast=(node.quality == "fast"),
+                                   forceNonCT=node.forceNonCT)
 
     def updateModelInfo(self) -> None:
         """Show what the chosen model is (demo disclaimer included) or why it cannot be used."""

@@ -135,14 +135,20 @@ def test_real_ct_files_load_with_the_geometry_simpleitk_reads():
     image = volumes.imageFromVolumeNode(node)
     assert_same_geometry(image, expected, tol=1e-3)
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(expected))
-    assert volumes.validateCtVolumeNode(node) == []
+    volumes.validateCtVolumeNode(node)
+    assert BoneSegmentationLogic._hounsfieldWarnings(image, node.GetName(), force=False) == []
     dicom = logic.loadVolume(SHARED_DATA / "example_ct_dicom")
     expected = read_dicom_series(SHARED_DATA / "example_ct_dicom")
     assert_same_geometry(volumes.imageFromVolumeNode(dicom), expected, tol=1e-3)
-    assert volumes.validateCtVolumeNode(dicom) == []
+    volumes.validateCtVolumeNode(dicom)
+    assert BoneSegmentationLogic._hounsfieldWarnings(volumes.imageFromVolumeNode(dicom), 'dicom', False) == []
     labels = logic.loadVolume(SHARED_DATA / "example_seg.nii.gz")  # a label map loaded as a scalar volume
-    with pytest.raises(InputVolumeError, match="looks like a label map"):
-        volumes.validateCtVolumeNode(labels)
+    volumes.validateCtVolumeNode(labels)  # a scalar volume: the values decide, as on the command line
+    labelImage = volumes.imageFromVolumeNode(labels)
+    with pytest.raises(InputVolumeError, match="does not look like CT.*mask.*Tick 'Segment even if it does not look like CT'"):
+        BoneSegmentationLogic._hounsfieldWarnings(labelImage, labels.GetName(), force=False)
+    forced = BoneSegmentationLogic._hounsfieldWarnings(labelImage, labels.GetName(), force=True)
+    assert len(forced) == 1 and "mask" in forced[0] and "segmented anyway" in forced[0]
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -393,7 +399,7 @@ CT_LIKE = (np.random.default_rng(0).normal(0, 300, (24, 24, 24)) - 200).astype(n
 @pytest.mark.parametrize("case, error, message", [
     ("none", InputVolumeError, "No input volume"),
     ("labelmap node", InputVolumeError, "label map volume"),
-    ("label values in a scalar volume", InputVolumeError, "looks like a label map"),
+    ("label values in a scalar volume", InputVolumeError, "label map or mask"),
     ("2D image", InputVolumeError, "2D image"),
     ("RGB image", InputVolumeError, "values per voxel"),
     ("constant image", InputVolumeError, "holds no CT data"),
@@ -413,7 +419,7 @@ def test_bad_input_gives_a_message_and_creates_no_node(case, error, message, tmp
     elif case == "labelmap node":
         volume = _add_volume(scene, (CT_LIKE > 0).astype(np.uint8), "vtkMRMLLabelMapVolumeNode")
     elif case == "label values in a scalar volume":
-        volume = _add_volume(scene, (CT_LIKE > 0).astype(np.uint8) * 7)
+        volume = _add_volume(scene, (CT_LIKE > 0).astype(np.int16) * 7)  # label ids stored as 16-bit
     elif case == "2D image":
         volume = _add_volume(scene, CT_LIKE[0])
     elif case == "RGB image":

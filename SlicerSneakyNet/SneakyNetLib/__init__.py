@@ -10,6 +10,6 @@
 - ``render``: offscreen 3D PNG of a segmentation node's closed surfaces.
 - ``compat``: the minimum Slicer/Python version and the message an older Slicer shows.
 - ``sampledata``: the phantom CT registered with Slicer's Sample Data module.
-- ``casenames``: which files are CT volumes, case names (cheap, no heavy imports).
+- ``casenames``: which files are CT volumes (the core's suffixes), case names.
 - ``errors``: the user-facing exception classes.
 """

@@ -1,22 +1,17 @@
-"""Which files are CT volumes and what a case is called (no Slicer, VTK or ITK imports: cheap)."""
+"""Which files are CT volumes and what a case is called: the core's suffix vocabulary
+(``sneakynet.io.CT_SUFFIXES``), so the module, its batch script and the command line agree."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-# file name endings treated as one CT image each (DICOM series are folders)
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
 
 def volumeSuffix(path: str | os.PathLike) -> str:
-    """The image suffix of ``path`` (``.nii.gz`` counts as one; ``.seg.nrrd`` is not a volume), or ''."""
-    name = Path(path).name.lower()
-    if name.endswith(".seg.nrrd"):
-        return ""
-    for suffix in VOLUME_SUFFIXES:
-        if name.endswith(suffix):
-            return suffix
-    return ""
+    """The image suffix of a CT file name (``.nii.gz`` counts as one), or '' for anything else
+    (a ``.seg.nrrd`` segmentation, a hidden file, another type)."""
+    from sneakynet.io import image_suffix, is_ct_file
+
+    return image_suffix(path) if is_ct_file(path) else ""
 
 
 def caseName(path: str | os.PathLike) -> str:

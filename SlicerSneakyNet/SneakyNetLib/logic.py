@@ -48,6 +48,7 @@ class SegmentationOptions:
     ``device``: ``auto`` (CUDA if PyTorch sees a GPU, else CPU), ``cuda``/``gpu`` or ``cpu``.
     ``fast``: no tile overlap (about 8x fewer tiles, slightly rougher borders).
     ``showIn3D``: build the closed-surface representation and show it in 3D views.
+    ``forceNonCT``: segment a volume that does not look like CT in Hounsfield units (refused otherwise).
     """
 
     bundle: str | None = None
@@ -55,6 +56,7 @@ class SegmentationOptions:
     fast: bool = False
     overlap: float = 0.5
     showIn3D: bool = True
+    forceNonCT: bool = False
 
 
 @dataclass
@@ -249,7 +251,7 @@ class BoneSegmentationLogic:
 
             raise DependencyError("These Python packages are missing: " + ", ".join(missing)
                                   + ". Install them from the SneakyNet module (Install dependencies).")
-        warnings = volumes.validateCtVolumeNode(volumeNode)
+        volumes.validateCtVolumeNode(volumeNode)
         if volumeNode.GetScene() is not self.scene:
             raise InputVolumeError(f"'{volumeNode.GetName()}' is not in this logic's scene.")
         if outputSegmentationNode is not None and not outputSegmentationNode.IsA("vtkMRMLSegmentationNode"):
@@ -259,12 +261,26 @@ class BoneSegmentationLogic:
         if not 0.0 <= options.overlap < 1.0:
             raise SneakyNetError(f"tile overlap must be in [0, 1), got {options.overlap}")
         image = volumes.imageFromVolumeNode(volumeNode)
+        warnings = self._hounsfieldWarnings(image, volumeNode.GetName(), options.forceNonCT)
         context = _JobContext(volumeNode.GetID(), volumeNode.GetName(),
                               outputSegmentationNode.GetID() if outputSegmentationNode is not None else None,
                               options, self.describeModel(info), bool(info.demo), tuple(warnings))
         for warning in warnings:
             logging.warning(warning)
         return image, context, info, device
+
+    @staticmethod
+    def _hounsfieldWarnings(image: sitk.Image, name: str, force: bool) -> list[str]:
+        """Refuse a volume that does not look like CT in Hounsfield units (the core's check, as the CLI
+        does), unless ``force``; then the problem becomes a warning."""
+        from sneakynet.intensity import NotCTError, check_hounsfield
+
+        try:
+            problem = check_hounsfield(sitk.GetArrayViewFromImage(image), f"'{name}'", force=force)
+        except NotCTError as exc:
+            raise InputVolumeError(f"{exc}. Tick 'Segment even if it does not look like CT' to run anyway; "
+                                   "the bones found would mean nothing.") from None
+        return [f"'{name}' {problem}; segmented anyway"] if problem else []
 
     def _predictor(self, info, device: str, options: SegmentationOptions):
         """A cached ``sneakynet.infer.Predictor`` (loading a model takes a while; runs in the worker)."""

@@ -70,11 +70,12 @@ def updateVolumeNodeFromImage(volumeNode: slicer.vtkMRMLVolumeNode, image: sitk.
     setIjkToRas(volumeNode, ijkToRasFromImage(image))
 
 
-def validateCtVolumeNode(volumeNode) -> list[str]:
-    """Check that ``volumeNode`` can be segmented; return warnings, raise :class:`InputVolumeError`.
+def validateCtVolumeNode(volumeNode) -> None:
+    """Check that ``volumeNode`` can be segmented; raise :class:`InputVolumeError` if not.
 
-    Refused: no node, a label map volume, a vector/RGB volume, no voxels, a single slice, a volume
-    whose values look like label ids. Warned: intensities that do not look like Hounsfield units.
+    Refused: no node, a label map volume node, a vector/RGB volume, no voxels, a single slice, a
+    constant volume. Whether the values look like CT in Hounsfield units is checked by the core
+    (``sneakynet.intensity.check_hounsfield``), as on the command line.
     """
     if volumeNode is None:
         raise InputVolumeError("No input volume is selected. Load a CT scan and choose it as 'Input CT volume'.")
@@ -97,21 +98,6 @@ def validateCtVolumeNode(volumeNode) -> list[str]:
     low, high = imageData.GetScalarRange()
     if low == high:
         raise InputVolumeError(f"'{name}': every voxel has the value {low:g}; it holds no CT data.")
-    warnings = []
-    integer = imageData.GetScalarType() in (vtk.VTK_CHAR, vtk.VTK_SIGNED_CHAR, vtk.VTK_UNSIGNED_CHAR, vtk.VTK_SHORT,
-                                            vtk.VTK_UNSIGNED_SHORT, vtk.VTK_INT, vtk.VTK_UNSIGNED_INT,
-                                            vtk.VTK_LONG, vtk.VTK_UNSIGNED_LONG, vtk.VTK_LONG_LONG,
-                                            vtk.VTK_UNSIGNED_LONG_LONG)
-    if integer and low >= 0 and high <= 255:
-        sample = slicer.util.arrayFromVolume(volumeNode)[::2, ::2, ::2]
-        if np.unique(sample).size <= 130:
-            raise InputVolumeError(
-                f"'{name}' looks like a label map (only {np.unique(sample).size} distinct values between "
-                f"{low:g} and {high:g}), not a CT scan in Hounsfield units. Choose the CT volume as input.")
-    if low >= 0:
-        warnings.append(f"'{name}': the lowest value is {low:g}, but air in CT is about -1000 HU; "
-                        "the intensities may not be Hounsfield units and the result may be poor.")
-    return warnings
 
 
 @contextmanager

@@ -161,6 +161,7 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.viewInBrowserButton.connect("clicked(bool)", self.onViewInBrowserButton)
+        self.ui.exportDicomSegButton.connect("clicked(bool)", self.onExportDicomSegButton)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependenciesButton)
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
                                                   self.ui.segmentationShow3DButton.setSegmentationNode)
@@ -224,6 +225,7 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.enabled = bool(node and node.inputVolume) and not busy
         self.ui.cancelButton.enabled = busy
         self.ui.exportButton.enabled = bool(node and node.outputSegmentation) and not busy
+        self.ui.exportDicomSegButton.enabled = bool(node and node.outputSegmentation and node.inputVolume) and not busy
         self.ui.modelBundlePathLineEdit.enabled = bool(node) and not node.useDemoModel
 
     # ------------------------------------------------------------------ model and dependencies
@@ -387,6 +389,22 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._status(f"Wrote {len(files)} {node.meshFormat} file(s) to {folder}.")
         self._viewerPage = next((f for f in files if f.suffix == ".html"), None)
         self.ui.viewInBrowserButton.enabled = self._viewerPage is not None
+
+    def onExportDicomSegButton(self) -> None:
+        """Write ``bones_seg.dcm`` (DICOM SEG referencing the input CT's series) into the export folder."""
+        node = self._parameterNode
+        folder = str(node.exportFolder or "").strip()
+        if folder in ("", "."):
+            slicer.util.errorDisplay("Choose an output folder for the DICOM Segmentation.")
+            return
+        try:
+            with slicer.util.WaitCursor():
+                path = self.logic.exportDicomSeg(node.outputSegmentation, node.inputVolume,
+                                                 pathlib.Path(folder) / "bones_seg.dcm")
+        except SneakyNetError as exc:
+            slicer.util.errorDisplay(str(exc))
+            return
+        self._status(f"Wrote the DICOM Segmentation {path}.")
 
     def onViewInBrowserButton(self) -> None:
         """Open the page the GLB export wrote beside the meshes in the system's browser."""

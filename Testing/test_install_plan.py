@@ -73,3 +73,18 @@ def test_pip_failure_becomes_a_message(monkeypatch):
     monkeypatch.setattr(slicer.util, "pip_install", failing, raising=False)
     with pytest.raises(DependencyError, match="Installing SimpleITK failed: pip exited with code 1"):
         dependencies.installDependencies("cpu", log=lambda text: None)
+
+
+def test_every_core_dependency_slicer_lacks_is_installed_one_by_one():
+    """The core goes into Slicer with --no-deps, so each of its requirements that Slicer does not ship
+    (torch is installed separately) must be in CORE_EXTRAS, or the module fails on its first import."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[1] / "SneakyNetCore" / "pyproject.toml"
+    requirements = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    names = {re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in requirements}
+    shipped_by_slicer = {"numpy", "vtk", "simpleitk", "torch"}
+    installed = {dependencies.CORE_EXTRAS[k].split(">")[0].split("=")[0].lower() for k in dependencies.CORE_EXTRAS}
+    assert names - shipped_by_slicer <= installed, sorted(names - shipped_by_slicer - installed)

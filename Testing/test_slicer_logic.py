@@ -513,3 +513,36 @@ def test_missing_dependencies_stop_segmentation_with_a_message(monkeypatch):
     with pytest.raises(DependencyError, match="torch"):
         BoneSegmentationLogic(scene).segment(volume)
     assert scene.GetNumberOfNodes() == before
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared/data real CT samples are not next to the repository")
+def test_dicom_seg_export_references_the_ct_series(tmp_path):
+    import pydicom
+
+    from sneakynet.dicomseg import dicom_series_files
+
+    scene = slicer.vtkMRMLScene()
+    logic = BoneSegmentationLogic(scene)
+    volume = logic.loadVolume(SHARED_DATA / "example_ct_dicom")
+    ct = volumes.imageFromVolumeNode(volume)
+    labels = np.zeros(sitk.GetArrayViewFromImage(ct).shape, np.uint8)
+    vertebra, rib = TABLE.by_name("vertebra_T12").id, TABLE.by_name("rib_left_11").id
+    labels[4:9, 200:260, 230:290] = vertebra
+    labels[10:14, 100:120, 100:130] = rib
+    labelImage = sitk.GetImageFromArray(labels)
+    labelImage.CopyInformation(ct)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segments.fillSegmentationNode(node, labelImage)
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    with pytest.raises(ExportError, match="not loaded from Slicer's DICOM database"):
+        logic.exportDicomSeg(node, volume, tmp_path / "seg.dcm")  # no DICOM database under slicer-core
+    files = dicom_series_files(SHARED_DATA / "example_ct_dicom")
+    path = logic.exportDicomSeg(node, volume, tmp_path / "seg.dcm", dicomFiles=files)
+    seg = pydicom.dcmread(path)
+    assert seg.Modality == "SEG"
+    assert [x.SegmentLabel for x in seg.SegmentSequence] == [TABLE.by_id(vertebra).display, TABLE.by_id(rib).display]
+    referenced = {r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    # the slab's datasets have blank SOP Instance UIDs; the writer takes them from the file meta header
+    assert referenced == {pydicom.dcmread(f, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID for f in files}
+    frames = seg.pixel_array.reshape(-1, *labels.shape[1:])
+    assert int(frames.sum()) == int((labels > 0).sum())

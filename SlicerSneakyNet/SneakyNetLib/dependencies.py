@@ -22,9 +22,12 @@ from typing import Callable
 TORCH_REQUIREMENT = ">=2.4"
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # import name -> pip requirement; Slicer already ships numpy, vtk and SimpleITK builds of its own
-# (psutil: the worker process's watchdog and process-tree kill, as SlicerMONAIAuto3DSeg uses it)
+# (psutil: the worker process's watchdog and process-tree kill, as SlicerMONAIAuto3DSeg uses it;
+# highdicom: the DICOM SEG export)
 CORE_EXTRAS = {"safetensors": "safetensors>=0.4", "tqdm": "tqdm>=4.66", "pygltflib": "pygltflib>=1.16",
-               "scipy": "scipy>=1.11", "matplotlib": "matplotlib>=3.8", "psutil": "psutil>=5.9"}
+               "scipy": "scipy>=1.11", "matplotlib": "matplotlib>=3.8", "psutil": "psutil>=5.9",
+               "nibabel": "nibabel>=5.0", "segno": "segno>=1.5", "meshopt": "meshopt>=0.1",
+               "highdicom": "highdicom>=0.23"}
 REQUIRED = {"torch": "PyTorch", "SimpleITK": "SimpleITK", "sneakynet": "SneakyNet core (sneakynet)"}
 TORCH_BACKENDS = ("cpu", "cuda", "auto")
 

@@ -371,6 +371,36 @@ class BoneSegmentationLogic:
         except (ValueError, OSError) as exc:
             raise ExportError(f"Mesh export failed: {exc}") from None
 
+    def exportDicomSeg(self, segmentationNode, referenceVolumeNode, outPath: str | os.PathLike,
+                       dicomFiles: list[str] | None = None) -> Path:
+        """Write the bone segments as a DICOM Segmentation object that references the CT's series.
+
+        ``dicomFiles``: the CT's DICOM files; by default the instances the volume was loaded from
+        (Slicer's DICOM database). A CT that did not come from DICOM cannot be referenced.
+        """
+        if referenceVolumeNode is None:
+            raise ExportError("Choose the CT the segmentation was made from.")
+        files = list(dicomFiles) if dicomFiles is not None else self._dicomFilesOf(referenceVolumeNode)
+        labels = self.labelImage(segmentationNode, referenceVolumeNode)
+        from sneakynet.dicomseg import DicomSegError, write_dicom_seg
+
+        try:
+            result = write_dicom_seg(labels, files, outPath, model_name="SneakyNet", warn=logging.warning)
+        except (DicomSegError, ValueError, OSError) as exc:
+            raise ExportError(f"DICOM SEG export failed: {exc}") from None
+        return result.path
+
+    @staticmethod
+    def _dicomFilesOf(volumeNode) -> list[str]:
+        """The DICOM files a volume was loaded from, through Slicer's DICOM database."""
+        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        files = [database.fileForInstance(uid) for uid in uids] if database is not None else []
+        if not uids or not all(files):
+            raise ExportError(f"'{volumeNode.GetName()}' was not loaded from Slicer's DICOM database, so a DICOM "
+                              "Segmentation cannot reference its images. Load the CT with the DICOM module.")
+        return files
+
     def renderSegmentation3D(self, segmentationNode, pngPath: str | os.PathLike, caption: str | None = None,
                              size: tuple[int, int] = (1400, 800)) -> Path:
         """Offscreen class-coloured 3D picture of the node's closed surfaces (see ``render.py``)."""

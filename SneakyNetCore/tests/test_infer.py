@@ -72,23 +72,26 @@ def _smooth_volume(shape, seed=0):
 
 
 def test_tiled_prediction_agrees_with_whole_volume_forward():
-    torch.manual_seed(0)
-    model = build_network(NetConfig("A", 0, 32, widths=(8, 8, 16, 16, 16), num_classes=12)).eval()
     vol = _smooth_volume((48, 64, 80))
-    labels = Predictor.from_model(model, (2, 2, 2), log=lambda m: None).predict_array(vol)
+    model = _random_bn_net(NetConfig("A", 0, 32, widths=(8, 8, 16, 16, 16), num_classes=12), 0, vol)
+    labels = Predictor.from_model(model, (2, 2, 2), precision="float32", log=lambda m: None).predict_array(vol)
     with torch.no_grad():
         whole = model(torch.from_numpy(vol)[None, None]).target.argmax(1)[0].numpy()
-    assert (labels == whole).mean() >= 0.99
+    assert len(np.unique(whole)) >= 6  # many labels: an all-background predictor would fail
+    # tiles are edge-padded at the volume border, the whole forward zero-pads: compare the inside
+    inner = (slice(8, -8),) * 3
+    assert (labels[inner] == whole[inner]).mean() >= 0.98
+    assert (labels == whole).mean() >= 0.9
 
 
 def test_splitting_the_slab_buffer_does_not_change_labels():
-    torch.manual_seed(1)
-    model = build_network(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=6)).eval()
     vol = _smooth_volume((40, 70, 50), seed=3)
+    model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=6), 1, vol)
     one = Predictor.from_model(model, (2, 2, 2), log=lambda m: None)
     small = Predictor.from_model(model, (2, 2, 2), buffer_bytes=6 * 32 * 64 * 4 * 20, log=lambda m: None)
     a, b = one.predict_array(vol), small.predict_array(vol)
     assert one.stats.parts == 1 and small.stats.parts > 1
+    assert len(np.unique(a)) >= 4  # many labels: an all-background predictor would fail
     np.testing.assert_array_equal(a, b)
 
 
@@ -196,16 +199,17 @@ def test_normalisation_comes_from_the_caller():
 
 
 def test_skipping_air_tiles_keeps_the_labels_and_saves_tiles():
-    torch.manual_seed(2)
-    model = build_network(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=6)).eval()
     vol = np.full((48, 160, 160), -1.0, np.float32)  # normalised air
     vol[8:40, 56:104, 56:104] = _smooth_volume((32, 48, 48), seed=4) * 0.2  # a "body" in the middle
+    body_patch = np.ascontiguousarray(vol[8:40, 56:88, 56:88])  # the head's bias is centred on the body
+    model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=6), 2, body_patch)
     full = Predictor.from_model(model, (2, 2, 2), skip_air=False, log=lambda m: None)
     fast = Predictor.from_model(model, (2, 2, 2), skip_air=True, log=lambda m: None)
     a, b = full.predict_array(vol), fast.predict_array(vol)
     assert fast.stats.tiles < full.stats.tiles
     body = np.zeros(vol.shape, bool)
     body[8:40, 56:104, 56:104] = True
+    assert len(np.unique(a[body])) >= 4  # many labels inside the body: all-background would fail
     assert (a[body] == b[body]).mean() >= 0.999  # what the network says inside the body is unchanged
     # far from the body every tile was skipped: background, whatever this random network says there
     assert (b[:, :16] == 0).all() and (b[:, -16:] == 0).all()

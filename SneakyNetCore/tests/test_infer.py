@@ -9,7 +9,8 @@ from sneakynet.geometry import InputImageError
 from sneakynet.infer import Cancelled, CancelToken, Predictor
 from sneakynet.intensity import CTNormalization
 from sneakynet.models import NetConfig, NetOutput, build_network
-from sneakynet.tiling import context_level, context_slice, padded_length, tile_starts, tile_step
+from sneakynet.pyramid import ContextPyramid
+from sneakynet.tiling import padded_length, tile_starts, tile_step
 
 torch.set_num_threads(1)
 
@@ -38,23 +39,24 @@ class ThresholdNet(nn.Module):
         return NetOutput(self.head(self.forward_features(target, contexts)), [])
 
 
+def _naive_context(padded: np.ndarray, origin, S: int, k: int) -> np.ndarray:
+    """The 2^k*S cube around the tile centre, cut from the edge-padded volume and average-pooled."""
+    f, pad = 2**k, (2**k - 1) * S // 2
+    big = np.pad(padded.astype(np.float64), pad, mode="edge")
+    cube = big[tuple(slice(o + S // 2 - f * S // 2 + pad, o + S // 2 + f * S // 2 + pad) for o in origin)]
+    return cube.reshape(S, f, S, f, S, f).mean((1, 3, 5))
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
-def test_context_level_equals_naive_pad_and_pool(k):
+def test_tile_contexts_are_the_pooled_cube_around_the_tile(k):
+    """The predictor's tiles (origins on the multiple-of-16 grid) get exact contexts from the pyramid."""
     rng = np.random.default_rng(k)
     S = 32
     v = rng.random((48, 64, 80), dtype=np.float32)
-    pad = (2**k - 1) * S // 2
-    f = 2**k
-    naive = np.pad(v, pad, mode="edge")
-    naive = naive.reshape(naive.shape[0] // f, f, naive.shape[1] // f, f, naive.shape[2] // f, f).mean((1, 3, 5))
-    level = context_level(v, S, k)
-    np.testing.assert_allclose(level, naive, atol=1e-5)
-    # the context of a border tile is the 2^k*S cube around its centre, pooled
-    origin = (16, 0, 48)
-    padded = np.pad(v, pad, mode="edge")
-    cube = padded[tuple(slice(o + S // 2 - f * S // 2 + pad, o + S // 2 + f * S // 2 + pad) for o in origin)]
-    expected = cube.reshape(S, f, S, f, S, f).mean((1, 3, 5))
-    np.testing.assert_allclose(level[context_slice(origin, S, k)], expected, atol=1e-5)
+    pyramid = ContextPyramid(v, S, k)
+    assert pyramid.levels[0] is v  # the padded input is used as it is, not copied
+    for origin in [(16, 0, 48), (0, 32, 0), (16, 32, 48)]:
+        np.testing.assert_allclose(pyramid.cut(origin)[k], _naive_context(v, origin, S, k), atol=1e-5)
 
 
 def test_tile_grid_covers_volume_exactly():
@@ -254,7 +256,6 @@ def _naive_logit_sum(model, vol: np.ndarray, S: int, step: int) -> np.ndarray:
     from sneakynet.tiling import gaussian_importance
 
     padded = np.pad(vol, [(0, padded_length(n, S, step) - n) for n in vol.shape], mode="edge")
-    levels = [context_level(padded, S, k) for k in range(1, model.config.num_context + 1)]
     total = torch.zeros((model.config.num_classes, *padded.shape))
     w = gaussian_importance(S)
     with torch.no_grad():
@@ -262,8 +263,8 @@ def _naive_logit_sum(model, vol: np.ndarray, S: int, step: int) -> np.ndarray:
             for y in tile_starts(padded.shape[1], S, step):
                 for x in tile_starts(padded.shape[2], S, step):
                     target = torch.from_numpy(padded[z:z + S, y:y + S, x:x + S].copy())[None, None]
-                    contexts = [torch.from_numpy(lvl[context_slice((z, y, x), S, k)].copy())[None, None]
-                                for k, lvl in enumerate(levels, start=1)]
+                    contexts = [torch.from_numpy(_naive_context(padded, (z, y, x), S, k).astype(np.float32))[None, None]
+                                for k in range(1, model.config.num_context + 1)]
                     total[:, z:z + S, y:y + S, x:x + S] += model(target, contexts).target[0] * w
     return total.argmax(0)[: vol.shape[0], : vol.shape[1], : vol.shape[2]].numpy()
 

@@ -35,7 +35,8 @@ import torch
 
 from .intensity import CTNormalization, normalize_ct
 from .models import MultiResolutionUNet
-from .tiling import context_level, context_slice, gaussian_importance, padded_length, tile_starts, tile_step
+from .pyramid import ContextPyramid, PyramidGeometry
+from .tiling import gaussian_importance, padded_length, tile_starts, tile_step
 
 if TYPE_CHECKING:  # SimpleITK is needed only for images, not for arrays (GPU benchmarks)
     import SimpleITK as sitk
@@ -271,9 +272,9 @@ class Predictor:
     def _upload(self, padded: np.ndarray, shape: tuple[int, ...]) -> "_Inputs":
         """Tensors of the padded input and its context pyramid on the device (on CUDA the host copy
         can then be freed)."""
-        S, K = self.config.patch_size, self.config.num_context
-        levels = [torch.from_numpy(context_level(padded, S, k)).to(self.device) for k in range(1, K + 1)]
-        return _Inputs(torch.from_numpy(padded).to(self.device), levels, tuple(shape))
+        pyramid = ContextPyramid(padded, self.config.patch_size, self.config.num_context)
+        levels = [torch.from_numpy(level).to(self.device) for level in pyramid.levels[1:]]
+        return _Inputs(torch.from_numpy(padded).to(self.device), levels, tuple(shape), pyramid.geometry)
 
     def _predict_with_retry(self, inputs: "_Inputs", progress: ProgressCallback,
                             cancel: CancelToken | None) -> np.ndarray:
@@ -338,7 +339,7 @@ class Predictor:
                     for batch in _chunks(rows[zi], self.batch_size):
                         if cancel is not None and cancel.cancelled:
                             raise Cancelled("prediction cancelled")
-                        features = self._forward(padded_t, levels, batch).to(acc_dtype)
+                        features = self._forward(inputs, batch).to(acc_dtype)
                         for feat, (oz, oy, ox) in zip(features.permute(0, 2, 3, 4, 1), batch):
                             lo, hi = max(oy, y0), min(oy + S, y1)
                             first = (oz - base) // g
@@ -385,11 +386,10 @@ class Predictor:
         return lambda z, y, x: bool(block_max[z // 16:z // 16 + n, y // 16:y // 16 + n, x // 16:x // 16 + n].max()
                                     >= level)
 
-    def _forward(self, padded: torch.Tensor, levels: list[torch.Tensor], batch: list[tuple[int, int, int]]) -> torch.Tensor:
-        S = self.config.patch_size
-        target = torch.stack([padded[z:z + S, y:y + S, x:x + S] for z, y, x in batch])[:, None]
-        contexts = [torch.stack([lvl[context_slice(o, S, k)] for o in batch])[:, None]
-                    for k, lvl in enumerate(levels, start=1)]
+    def _forward(self, inputs: "_Inputs", batch: list[tuple[int, int, int]]) -> torch.Tensor:
+        cuts = [inputs.geometry.slices(o) for o in batch]
+        target = torch.stack([inputs.padded[sl[0]] for sl in cuts])[:, None]
+        contexts = [torch.stack([lvl[sl[k]] for sl in cuts])[:, None] for k, lvl in enumerate(inputs.levels, start=1)]
         if self.channels_last:
             target = target.contiguous(memory_format=torch.channels_last_3d)
             contexts = [c.contiguous(memory_format=torch.channels_last_3d) for c in contexts]
@@ -399,11 +399,13 @@ class Predictor:
 
 @dataclass
 class _Inputs:
-    """A prediction's input on the device: the edge-padded volume, its context levels, the unpadded shape."""
+    """A prediction's input on the device: the edge-padded volume, its context levels, the unpadded
+    shape and the pyramid geometry that cuts tiles from them."""
 
     padded: torch.Tensor
     levels: list[torch.Tensor]
     shape: tuple[int, ...]
+    geometry: PyramidGeometry
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:

@@ -14,9 +14,10 @@ folder holds::
     <run>/summary.json            final numbers (loss, DSC, timing, weight hashes of all ranks)
 
 Data: cases are read from an nnU-Net-style dataset folder, reoriented to LPS and resampled to the
-model spacing exactly as the predictor does (:func:`sneakynet.geometry.to_model_grid`; labels
+model spacing exactly as the predictor does (:mod:`sneakynet.training_cases`; labels
 nearest-neighbour on the same grid), normalised (:mod:`sneakynet.intensity`) and sampled by
-:class:`sneakynet.sampler.PatchDataset`, whose sample ``j`` of rank ``r`` is a pure function of
+:class:`sneakynet.sampler.PatchDataset` (from the predictor's context pyramid,
+:mod:`sneakynet.pyramid`), whose sample ``j`` of rank ``r`` is a pure function of
 ``(seed, r, j)``. Each rank therefore draws its own patches, and a resumed run continues the
 stream at the next sample.
 
@@ -56,6 +57,7 @@ from sneakynet.distributed import (DistContext, barrier, broadcast_buffers, gath
 from sneakynet.intensity import DEFAULT_CT_NORMALIZATION, CTNormalization
 from sneakynet.losses import multires_loss
 from sneakynet.models import NetConfig, build_network, count_parameters, preset
+from sneakynet.training_cases import case_on_model_grid
 
 OPTIONS_FILE = "options.json"
 METRICS_FILE = "metrics.jsonl"
@@ -176,33 +178,6 @@ class TrainOptions:
 
 # ----------------------------------------------------------------------------------------------
 # data
-
-
-def case_on_model_grid(case_id: str, ct: "sitk.Image", labels: "sitk.Image", spacing: Sequence[float],
-                       normalization: CTNormalization):
-    """A :class:`sneakynet.sampler.TrainingCase` on the model grid the predictor uses.
-
-    The CT goes through :func:`sneakynet.geometry.to_model_grid` (LPS axis order, linear
-    resampling to ``spacing`` mm, x/y/z); the labels are resampled nearest-neighbour onto that
-    grid in physical space. So training patches look exactly like the predictor's tiles.
-    """
-    import SimpleITK as sitk
-
-    from sneakynet.geometry import to_model_grid
-    from sneakynet.intensity import normalize_ct
-    from sneakynet.sampler import TrainingCase, patient_axes
-
-    model_ct = to_model_grid(ct, tuple(spacing))
-    model_labels = sitk.Resample(labels, model_ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    lr_axis, si_axis = patient_axes(model_ct.GetDirection())
-    return TrainingCase(
-        case_id=case_id,
-        image=normalize_ct(sitk.GetArrayViewFromImage(model_ct), normalization),
-        labels=sitk.GetArrayFromImage(model_labels),
-        spacing=tuple(float(s) for s in model_ct.GetSpacing()[::-1]),
-        lr_axis=lr_axis,
-        si_axis=si_axis,
-    )
 
 
 def load_fold(options: TrainOptions) -> tuple[Any, dict[str, list[str]]]:
@@ -531,7 +506,8 @@ def train(options: TrainOptions, on_step: Callable[[int, dict], None] | None = N
 def _train(options: TrainOptions, ctx: DistContext, on_step: Callable[[int, dict], None] | None) -> Path:
     from tqdm import tqdm
 
-    from sneakynet.sampler import AugmentOptions, PatchDataset, PatchLoader, SamplerOptions
+    from sneakynet.patch_loader import PatchLoader
+    from sneakynet.sampler import AugmentOptions, PatchDataset, SamplerOptions
 
     _set_determinism(options, ctx)
     config = options.net_config()

@@ -91,8 +91,9 @@ def test_splitting_the_slab_buffer_does_not_change_labels():
     model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=6), 1, vol)
     one = Predictor.from_model(model, (2, 2, 2), log=lambda m: None)
     small = Predictor.from_model(model, (2, 2, 2), buffer_bytes=6 * 32 * 64 * 4 * 20, log=lambda m: None)
-    a, b = one.predict_array(vol), small.predict_array(vol)
-    assert one.stats.parts == 1 and small.stats.parts > 1
+    ra, rb = one.segment_array(vol), small.segment_array(vol)
+    a, b = ra.labels, rb.labels
+    assert ra.stats.parts == 1 and rb.stats.parts > 1
     assert len(np.unique(a)) >= 4  # many labels: an all-background predictor would fail
     np.testing.assert_array_equal(a, b)
 
@@ -166,7 +167,36 @@ def test_cancel_stops_within_one_batch():
 
     with pytest.raises(Cancelled):
         predictor.predict_image(image, progress=progress, cancel=token)
-    assert [m for m in calls if m.startswith("tile")] == [f"tile 1/{predictor.stats.tiles}"]
+    tiles = [m for m in calls if m.startswith("tile")]
+    assert len(tiles) == 1 and tiles[0].startswith("tile 1/") and int(tiles[0].split("/")[1]) > 1
+
+
+def test_out_of_memory_retry_changes_that_call_only(monkeypatch):
+    """On CUDA out-of-memory the call retries with a smaller batch, then a smaller buffer, then the
+    CPU; the predictor keeps its own batch size, buffer and device for the next call."""
+    vol = _smooth_volume((40, 48, 48), seed=9)
+    model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=7), 9, vol)
+    messages = []
+    predictor = Predictor.from_model(model, (2, 2, 2), batch_size=4, log=messages.append)
+    reference = predictor.predict_array(vol)
+    real, calls = predictor._predict_inputs, []
+
+    def flaky(inputs, progress, cancel, batch_size, buffer_bytes):
+        calls.append((batch_size, buffer_bytes))
+        if len(calls) < 6:  # batch 4 -> 2 -> 1, buffer 768 -> 384 -> 192 MiB, then the CPU fallback
+            raise torch.cuda.OutOfMemoryError("test")
+        return real(inputs, progress, cancel, batch_size, buffer_bytes)
+
+    monkeypatch.setattr(predictor, "_predict_inputs", flaky)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    result = predictor.segment_array(vol)
+    mib = 1 << 20
+    assert calls == [(4, 768 * mib), (2, 768 * mib), (1, 768 * mib), (1, 384 * mib), (1, 192 * mib),
+                     (1, 768 * mib)]
+    assert any("runs on the CPU" in m for m in messages)
+    np.testing.assert_array_equal(result.labels, reference)
+    assert len(np.unique(reference)) > 2
+    assert (predictor.batch_size, predictor.buffer_bytes, predictor.device.type) == (4, 768 * mib, "cpu")
 
 
 def _vector_image():
@@ -207,8 +237,9 @@ def test_skipping_air_tiles_keeps_the_labels_and_saves_tiles():
     model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=6), 2, body_patch)
     full = Predictor.from_model(model, (2, 2, 2), skip_air=False, log=lambda m: None)
     fast = Predictor.from_model(model, (2, 2, 2), skip_air=True, log=lambda m: None)
-    a, b = full.predict_array(vol), fast.predict_array(vol)
-    assert fast.stats.tiles < full.stats.tiles
+    ra, rb = full.segment_array(vol), fast.segment_array(vol)
+    a, b = ra.labels, rb.labels
+    assert rb.stats.tiles < ra.stats.tiles
     body = np.zeros(vol.shape, bool)
     body[8:40, 56:104, 56:104] = True
     assert len(np.unique(a[body])) >= 4  # many labels inside the body: all-background would fail
@@ -287,9 +318,10 @@ def test_channels_last_keeps_the_labels():
     model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=7), 7, vol)
     plain = Predictor.from_model(model, (2, 2, 2), precision="float32", channels_last=False, log=lambda m: None)
     layout = Predictor.from_model(model, (2, 2, 2), precision="float32", channels_last=True, log=lambda m: None)
-    a, b = plain.predict_array(vol), layout.predict_array(vol)
-    assert (plain.stats.precision, plain.stats.channels_last) == ("float32", False)
-    assert (layout.stats.precision, layout.stats.channels_last) == ("float32", True)
+    ra, rb = plain.segment_array(vol), layout.segment_array(vol)
+    a, b = ra.labels, rb.labels
+    assert (ra.stats.precision, ra.stats.channels_last) == ("float32", False)
+    assert (rb.stats.precision, rb.stats.channels_last) == ("float32", True)
     assert len(np.unique(a)) > 2  # a non-trivial labelling
     assert (a == b).mean() >= 0.9999  # the same arithmetic in another memory order
 
@@ -308,8 +340,9 @@ def test_reduced_precision_keeps_the_demo_models_labels():
         predictor = Predictor(None, device="cpu", precision=precision, log=lambda m: None)
         if precision == "float16":  # the GPU's arithmetic: float16 network and float16 slab buffer
             predictor.accumulator_dtype = torch.float16
-        out[precision] = sitk.GetArrayFromImage(predictor.predict_image(ct))
-        assert predictor.stats.precision == precision
+        prediction = predictor.segment(ct)
+        out[precision] = sitk.GetArrayFromImage(prediction.labels)
+        assert prediction.stats.precision == precision
     a = out["float32"]
     for b in (out["bfloat16"], out["float16"]):
         either = (a > 0) | (b > 0)

@@ -28,8 +28,9 @@ def evaluate_fold(run_dir: str | os.PathLike, device: str = "auto", hd95: bool =
     pred_dir, ref_dir = run / "test" / "predictions", run / "test" / "references"
     for case_id in split["test"]:
         ct, labels = dataset.read_case(case_id)
-        write_image(predictor.predict_image(ct), pred_dir / f"{case_id}.nii.gz")
+        prediction = predictor.segment(ct)
+        write_image(prediction.labels, pred_dir / f"{case_id}.nii.gz")
         write_image(labels, ref_dir / f"{case_id}.nii.gz")
         if progress:
-            log(f"test case {case_id}: {predictor.stats.tiles} tiles, {predictor.stats.seconds:.1f} s")
+            log(f"test case {case_id}: {prediction.stats.tiles} tiles, {prediction.stats.seconds:.1f} s")
     return evaluate_folders(pred_dir, ref_dir, run / "test", hd95=hd95, progress=progress)

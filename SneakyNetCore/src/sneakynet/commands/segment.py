@@ -100,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
             pending = pool.submit(load, todo[i + 1][0]) if i + 1 < len(todo) else None
             try:
                 with progress_bar(case.name) as progress:
-                    labels = predictor.predict_image(image, progress=progress)
+                    prediction = predictor.segment(image, progress=progress)
             except InputImageError as exc:
                 raise UserError(f"{case}: {exc}".replace(f"{case}: input image: ", f"{case}: ")) from None
-            write_labels(labels, output)
-            stats = predictor.stats
+            write_labels(prediction.labels, output)
+            stats = prediction.stats
             print(f"{case} -> {output}  ({stats.tiles} tiles on {stats.device} in {stats.precision}, "
                   f"{stats.seconds:.1f} s)")
     return 0

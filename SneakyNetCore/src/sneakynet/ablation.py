@@ -32,6 +32,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from sneakynet.run_folder import RunFolder
+
 CONFIG_NAMES = {"A": "A 3D U-Net", "B": "B HookNet", "C": "C MRN", "D": "D SneakyNet"}
 # Paper Table 2 (real upper-body CT, 100 000 iterations): median, +sigma, -sigma, non-zero DSC %
 PAPER_TABLE2: dict[int, dict[str, tuple[float, float, float, float]]] = {
@@ -147,7 +149,7 @@ class AblationOptions:
             threads=self.threads, val_every=self.val_every, val_mode="patches",
             ckpt_every=max(50, self.iterations // 4),
             spacing=(self.spacing,) * 3, seed=self.seed, device=self.device, progress=self.progress,
-            resume=(run / "options.json").is_file())
+            resume=RunFolder(run).options.is_file())
 
 
 @dataclass
@@ -262,9 +264,9 @@ def run_config(options: AblationOptions, config: str, log: Callable[[str], None]
         except TrainError as exc:
             raise AblationError(f"config {config}: {exc}") from None
     if _evaluation_finished(run):
-        log(f"ablation: {config}: test evaluation already in {run / 'test'}, skipped")
+        log(f"ablation: {config}: test evaluation already in {RunFolder(run).test}, skipped")
         return
-    shutil.rmtree(run / "test", ignore_errors=True)  # an interrupted evaluation: start it again
+    shutil.rmtree(RunFolder(run).test, ignore_errors=True)  # an interrupted evaluation: start it again
     import torch
 
     # the training's thread count: on a shared machine OpenMP threads == cores stall each other
@@ -282,21 +284,21 @@ def run_config(options: AblationOptions, config: str, log: Callable[[str], None]
 
 
 def _training_finished(run: Path) -> bool:
-    return (run / "summary.json").is_file() and (run / "bundle").is_dir()
+    return RunFolder(run).training_finished()
 
 
 def _evaluation_finished(run: Path) -> bool:
     """``test/summary.json`` is written last by the evaluation and must cover the split's test cases."""
+    folder = RunFolder(run)
     try:
-        summary = json.loads((run / "test" / "summary.json").read_text(encoding="utf-8"))
-        split = json.loads((run / "splits.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        summary, split = folder.read_json(folder.test_summary), folder.read_json(folder.splits)
+    except (OSError, ValueError):
         return False
-    return sorted(summary.get("cases", [])) == sorted(split["test"]) and (run / "test" / "confusion_all.csv").is_file()
+    return sorted(summary.get("cases", [])) == sorted(split["test"]) and folder.test_confusion.is_file()
 
 
 def _check_finished_run(run: Path, wanted: dict) -> None:
-    path = run / "options.json"
+    path = RunFolder(run).options
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -322,11 +324,12 @@ def collect_results(options: AblationOptions) -> list[ConfigResult]:
         net = options.train_options(config).net_config()
         params = count_parameters(build_network(net))
         res = ConfigResult(config=config, parameters=params, network=net.describe(), widths=list(net.widths))
-        res.train = _read_json_or_none(run / "summary.json") if _training_finished(run) else None
-        res.split = _read_json_or_none(run / "splits.json")
+        folder = RunFolder(run)
+        res.train = _read_json_or_none(folder.summary) if _training_finished(run) else None
+        res.split = _read_json_or_none(folder.splits)
         if _evaluation_finished(run):
-            res.summary = _read_json_or_none(run / "test" / "summary.json")
-            res.confusion = read_confusion_csv(run / "test" / "confusion_all.csv")
+            res.summary = _read_json_or_none(folder.test_summary)
+            res.confusion = read_confusion_csv(folder.test_confusion)
             res.test_cases = list(res.summary.get("cases", [])) if res.summary else []
             info = _read_json_or_none(run / RUN_INFO_FILE) or {}
             res.eval_seconds = info.get("eval_seconds")
@@ -653,11 +656,11 @@ def write_document(options: AblationOptions, results: Sequence[ConfigResult], wa
         run = options.run_dir(r.config)
         entry = {}
         if r.done:
-            p = _copy_png(run / "test" / "confusion_limbs.png", options.png_dir / f"confusion_limbs_{r.config}.png")
+            p = _copy_png(RunFolder(run).test / "confusion_limbs.png", options.png_dir / f"confusion_limbs_{r.config}.png")
             if p:
                 entry["limbs"] = p
         if r.train is not None:
-            p = _copy_png(run / "training_curve.png", options.png_dir / f"training_curve_{r.config}.png")
+            p = _copy_png(RunFolder(run).curve, options.png_dir / f"training_curve_{r.config}.png")
             if p:
                 entry["curve"] = p
         pngs[r.config] = entry

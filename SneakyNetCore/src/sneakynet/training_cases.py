@@ -1,4 +1,5 @@
-"""Training cases on the model grid: the one path from a CT and its label map to sampler input.
+"""Loading training cases: the fold's case ids, and the one path from a CT and its label map to
+sampler input on the model grid.
 
 The CT goes through :func:`sneakynet.geometry.to_model_grid`, exactly as the predictor's input does
 (LPS axis order, linear resampling to the model spacing, ``ceil`` sizing); the labels are
@@ -8,7 +9,8 @@ therefore sees its training patches on the grid it will be run on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -16,6 +18,7 @@ import SimpleITK as sitk
 from sneakynet.geometry import to_model_grid
 from sneakynet.intensity import DEFAULT_CT_NORMALIZATION, CTNormalization, normalize_ct
 from sneakynet.labels import NUM_CLASSES
+from sneakynet.train_options import TrainError, TrainOptions
 
 
 def patient_axes(direction: Sequence[float]) -> tuple[int, int]:
@@ -82,4 +85,42 @@ def case_on_model_grid(case_id: str, ct: sitk.Image, labels: sitk.Image, spacing
     return TrainingCase.from_images(case_id, ct, labels, spacing, normalization)
 
 
-__all__ = ["TrainingCase", "case_on_model_grid", "patient_axes"]
+def load_fold(options: TrainOptions) -> tuple[Any, dict[str, list[str]]]:
+    """The dataset and the train/val/test case ids of ``options.fold``.
+
+    Uses ``<dataset>/splits.json`` when present, else the default :func:`make_splits` of the cases.
+    """
+    from sneakynet.dataset import SPLITS_JSON, DatasetError, load_dataset, make_splits, read_splits
+
+    try:
+        ds = load_dataset(options.dataset)
+        if (Path(options.dataset) / SPLITS_JSON).is_file():
+            folds = read_splits(options.dataset)
+        else:
+            folds = make_splits(ds.cases)
+    except (DatasetError, ValueError) as exc:
+        raise TrainError(str(exc)) from None
+    if not 0 <= options.fold < len(folds):
+        raise TrainError(f"{Path(options.dataset) / SPLITS_JSON}: no fold {options.fold} (the dataset has "
+                         f"{len(folds)} folds, 0..{len(folds) - 1})")
+    return ds, folds[options.fold]
+
+
+def load_cases(ds, case_ids: Sequence[str], options: TrainOptions, show: bool) -> list:
+    """Read, resample and normalise cases (tqdm progress on the main process)."""
+    from tqdm import tqdm
+
+    from sneakynet.dataset import DatasetError
+
+    norm = CTNormalization.from_dict(options.normalization)
+    out = []
+    for case_id in tqdm(case_ids, desc="loading cases", disable=not (show and options.progress), leave=False):
+        try:
+            ct, labels = ds.read_case(case_id)
+        except DatasetError as exc:
+            raise TrainError(str(exc)) from None
+        out.append(case_on_model_grid(case_id, ct, labels, options.spacing, norm))
+    return out
+
+
+__all__ = ["TrainingCase", "case_on_model_grid", "load_cases", "load_fold", "patient_axes"]

@@ -482,8 +482,21 @@ def _copy_png(src: Path, dst: Path) -> Path | None:
 def document_text(options: AblationOptions, results: Sequence[ConfigResult], wall_seconds: float,
                   finished: bool, pngs: dict[str, dict[str, Path]]) -> str:
     """The Markdown results document (see :func:`write_document`)."""
+    lines = _doc_header(options, results, wall_seconds, finished)
+    lines += _doc_setup(options, results)
+    lines += _doc_timing(results)
+    lines += _doc_dsc(options, results)
+    lines += _doc_confusions(options, results, pngs)
+    lines += _doc_groups(results)
+    lines += _reading(results, options)
+    lines += _doc_files(options, results, pngs)
+    return "\n".join(lines)
+
+
+def _doc_header(options: AblationOptions, results: Sequence[ConfigResult], wall_seconds: float,
+                finished: bool) -> list[str]:
+    """Title, date, compute, machine, version and command."""
     machine = machine_description()
-    doc_dir = options.doc_path.parent
     now = _now()
     done = [r for r in results if r.done]
     lines = ["# A/B/C/D ablation on synthetic phantoms (paper Table 2, Fig. 4)", ""]
@@ -508,6 +521,12 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
         "## Setup",
         "",
     ]
+    return lines
+
+
+def _doc_setup(options: AblationOptions, results: Sequence[ConfigResult]) -> list[str]:
+    """Data, split, budget, networks, validation and evaluation of the study."""
+    lines: list[str] = []
     split = next((r.split for r in results if r.split), None)
     if options.dataset is None:
         lines.append(f"- Data: {options.cases} phantom cases (`sneakynet phantom`, seeds {options.seed}.."
@@ -534,7 +553,12 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
     threads = sorted({r.eval_threads for r in results if r.eval_threads})
     if threads:
         lines.append(f"- Test prediction ran with {'/'.join(str(t) for t in threads)} torch thread(s)")
-    lines += ["", "| Config | network | widths | parameters | train time | s / iteration | final loss | test time |",
+    return lines
+
+
+def _doc_timing(results: Sequence[ConfigResult]) -> list[str]:
+    """Per-config network size, training and test time."""
+    lines = ["", "| Config | network | widths | parameters | train time | s / iteration | final loss | test time |",
               "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in results:
         t = r.train or {}
@@ -543,7 +567,13 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
                      f"{_fmt(t.get('seconds_per_iteration_median'), '{:.2f}')} | {_fmt(t.get('final_loss'), '{:.3f}')} "
                      f"| {_fmt(r.eval_seconds, '{:.0f} s', 'pending')} |")
 
-    lines += ["", f"## DSC in the layout of Table 2 (target patch {options.patch})", ""]
+    return lines
+
+
+def _doc_dsc(options: AblationOptions, results: Sequence[ConfigResult]) -> list[str]:
+    """The measured rows beside the paper's Table 2 rows."""
+    done = [r for r in results if r.done]
+    lines = ["", f"## DSC in the layout of Table 2 (target patch {options.patch})", ""]
     from sneakynet.metrics import TABLE_HEADER
 
     lines.append(TABLE_HEADER)
@@ -559,7 +589,14 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
     lines += ["", f"Measured rows: {n_test} held-out phantom case(s) per config; paper rows: real upper-body CT, "
               "5-fold cross-validation, 100k iterations, Table 1 network sizes.", ""]
 
-    lines += ["## Confusions: left/right and long bones (paper Fig. 4)", "",
+    return lines
+
+
+def _doc_confusions(options: AblationOptions, results: Sequence[ConfigResult],
+                    pngs: dict[str, dict[str, Path]]) -> list[str]:
+    """Left/right and long-bone confusions (paper Fig. 4) with the confusion-matrix images."""
+    doc_dir = options.doc_path.parent
+    lines = ["## Confusions: left/right and long bones (paper Fig. 4)", "",
               "Voxel counts summed over the test cases (rows = reference, columns = prediction).", "",
               "| Config | left/right confused voxels | % of sided-bone voxels | long-bone off-diagonal voxels "
               "| % of long-bone voxels | long-bone left/right | arm/leg (humerus, radius, ulna <-> femur) "
@@ -581,6 +618,13 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
             lines.append(f"![{r.config}: confusion among long bones]({os.path.relpath(p['limbs'], doc_dir)})")
     lines.append("")
 
+    return lines
+
+
+def _doc_groups(results: Sequence[ConfigResult]) -> list[str]:
+    """Median DSC per bone group of the evaluated configs."""
+    done = [r for r in results if r.done]
+    lines: list[str] = []
     if done:
         lines += ["## Median DSC per bone group", "", "| Group | " + " | ".join(r.config for r in done) + " |",
                   "|---|" + "---:|" * len(done)]
@@ -590,7 +634,14 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
             lines.append(f"| {g} | " + " | ".join(cells) + " |")
         lines.append("")
 
-    lines += _reading(results, options)
+    return lines
+
+
+def _doc_files(options: AblationOptions, results: Sequence[ConfigResult],
+               pngs: dict[str, dict[str, Path]]) -> list[str]:
+    """Links to the training curves and where the reports are."""
+    doc_dir = options.doc_path.parent
+    lines: list[str] = []
     curves = [(r.config, pngs.get(r.config, {}).get("curve")) for r in results]
     if any(c for _, c in curves):
         lines += ["## Training curves", ""]
@@ -601,7 +652,7 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
               "`runs/<config>/test/`: per-case and per-class CSVs, `summary.json`, `confusion_all.csv`)",
               "- Every number above is read back from those reports; rerunning the command skips finished configs.",
               ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _reading(results: Sequence[ConfigResult], options: AblationOptions) -> list[str]:

@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from sneakynet.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -33,24 +35,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(request: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local rank>`` when a GPU is present, else CPU; ``cuda`` without a GPU is an error."""
-    request = request.lower()
-    if request == "gpu":
-        request = "cuda"
-    if request == "auto":
-        request = "cuda" if torch.cuda.is_available() else "cpu"
-    if request == "cpu":
-        return torch.device("cpu")
-    if request.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was requested but no CUDA GPU is available (use --device auto or cpu)")
-        if request == "cuda":
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device(request)
-    raise ValueError(f"device must be auto, cpu or cuda, got {request!r}")
 
 
 def init_distributed(device_request: str = "auto") -> DistContext:
@@ -118,4 +102,4 @@ def gather_digests(ctx: DistContext, model: nn.Module) -> list[str]:
 
 
 __all__ = ["DistContext", "barrier", "broadcast_buffers", "gather_digests", "init_distributed",
-           "resolve_device", "shutdown_distributed", "weights_digest"]
+           "shutdown_distributed", "weights_digest"]

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 import torch
 
+from .devices import resolve_device
 from .intensity import CTNormalization, normalize_ct
 from .models import MultiResolutionUNet
 from .pyramid import ContextPyramid, PyramidGeometry
@@ -87,23 +88,6 @@ class Prediction:
     stats: PredictionStats
 
 
-def resolve_device(device: str, log: Callable[[str], None] = print) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU (with a note); ``gpu`` is an alias of ``cuda``."""
-    device = device.lower()
-    if device == "gpu":
-        device = "cuda"
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        log("sneakynet: no CUDA GPU found, running on the CPU (slower)")
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA GPU is available (use --device auto or cpu)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu, cuda or gpu, got {device!r}")
-    return torch.device(device)
-
-
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -152,7 +136,7 @@ class Predictor:
         from .bundle import demo_bundle_path, load_bundle
 
         self.log = log
-        self.device = resolve_device(device, log)
+        self.device = resolve_device(device, log=log)
         path = demo_bundle_path() if bundle is None else Path(bundle)
         model, info = load_bundle(path, device="cpu")
         self.info = info
@@ -170,7 +154,7 @@ class Predictor:
         """A predictor around an in-memory network (tests, benchmarks, validation during training)."""
         self = cls.__new__(cls)
         self.log = log
-        self.device = resolve_device(device, log)
+        self.device = resolve_device(device, log=log)
         self.info = None
         self._setup(model, spacing, normalization, overlap, batch_size, fast, buffer_bytes, skip_air, precision,
                     channels_last)

@@ -14,13 +14,18 @@ stream at the next sample.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sneakynet.distributed import init_distributed, shutdown_distributed
+from sneakynet.run_folder import RunFolder
 from sneakynet.train_options import DEFAULT_SPACING, TrainError, TrainOptions
 from sneakynet.trainer import Trainer, amp_settings, determinism, train_step
 from sneakynet.training_cases import case_on_model_grid, load_cases, load_fold
+
+if TYPE_CHECKING:
+    from sneakynet.evaluate import EvaluationResult
 
 
 def train(options: TrainOptions, on_step: Callable[[int, dict], None] | None = None) -> Path:
@@ -44,5 +49,18 @@ def train(options: TrainOptions, on_step: Callable[[int, dict], None] | None = N
         shutdown_distributed()
 
 
+def train_and_test(options: TrainOptions, test_eval: bool = True,
+                   on_step: Callable[[int, dict], None] | None = None) -> tuple[Path, "EvaluationResult | None"]:
+    """:func:`train`, then on rank 0 (when ``test_eval`` and the fold has test cases) segment the fold's
+    test cases with the final bundle and score them (:func:`sneakynet.fold_eval.evaluate_fold`)."""
+    run = train(options, on_step)
+    folder = RunFolder(run)
+    if not test_eval or int(os.environ.get("RANK", "0")) != 0 or not folder.read_json(folder.splits).get("test"):
+        return run, None
+    from sneakynet.fold_eval import evaluate_fold
+
+    return run, evaluate_fold(run, device=options.device, progress=options.progress)
+
+
 __all__ = ["DEFAULT_SPACING", "TrainError", "TrainOptions", "amp_settings", "case_on_model_grid", "load_cases",
-           "load_fold", "train", "train_step"]
+           "load_fold", "train", "train_and_test", "train_step"]

@@ -11,6 +11,8 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from sneakynet.devices import DEVICE_HELP, parse_device
+
 OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
 
 
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", type=Path, help="label map file (.nii.gz/.nrrd/.mha/.seg.nrrd) or output folder")
     parser.add_argument("--model", type=Path, default=None, help="model bundle folder (default: the bundled "
                         "phantom-trained demo model, not for clinical use)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu"])
+    parser.add_argument("--device", default="auto", type=parse_device, metavar="DEVICE", help=DEVICE_HELP)
     parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap in [0, 1) (default 0.5)")
     parser.add_argument("--fast", action="store_true", help="quick preview: no tile overlap (about 8x fewer tiles)")
     parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sneakynet.bundle import BundleError
-    from sneakynet.cli import UserError, progress_bar
+    from sneakynet.console import UserError, progress_bar
     from sneakynet.geometry import InputImageError
     from sneakynet.infer import Predictor
     from sneakynet.io import IMAGE_SUFFIXES, ImageReadError, image_suffix, read_image

@@ -57,6 +57,22 @@ def test_bad_options_are_rejected(tmp_path, kw, message):
         _options(tmp_path, tmp_path / "run", **kw)
 
 
+def test_train_flags_come_from_the_options_schema():
+    import argparse
+    from dataclasses import fields
+
+    from sneakynet.train_options import add_train_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert options_from_args(parser.parse_args(["--dataset", "d", "--out", "o"])) == TrainOptions(dataset="d", out="o")
+    o = options_from_args(parser.parse_args(["--dataset", "d", "--out", "o", "--no-augment", "--spacing", "1.5,1.5,2",
+                                             "--grad-clip", "12", "--lr-schedule", "poly", "--no-progress"]))
+    assert (o.augment, o.spacing, o.grad_clip, o.lr_schedule, o.progress) == (False, (1.5, 1.5, 2.0), 12.0, "poly", False)
+    flagged = {f.name for f in fields(TrainOptions) if "group" in f.metadata}
+    assert set(f.name for f in fields(TrainOptions)) - flagged == {"normalization"}  # from the dataset, no flag
+
+
 def test_network_from_options():
     assert _options("d", "o").net_config() == NetConfig("D", 1, 32, TINY_WIDTHS, preset="custom")
     lite = TrainOptions(dataset="d", out="o", variant="A", context=0, patch=32, preset="lite").net_config()

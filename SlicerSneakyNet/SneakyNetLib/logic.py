@@ -34,7 +34,6 @@ from .errors import ExportError, InputVolumeError, ModelError, SegmentationCance
 from .job import CANCELLED, DONE, SegmentationJob
 from .worker import WorkerProcessJob
 
-DEVICES = {"auto": "auto", "gpu": "cuda", "cuda": "cuda", "cpu": "cpu"}
 MESH_FORMATS = ("glb", "gltf", "obj", "stl", "ply")
 PAPER_CITATION = ("E. Schnider, J. Wolleb, A. Huck, M. Toranelli, G. Rauter, M. M\u00fcller-Gerbl, P. C. Cattin: "
                   "Improved distinct bone segmentation in upper-body CT through multi-resolution networks")
@@ -109,16 +108,18 @@ class BoneSegmentationLogic:
     @staticmethod
     def normalizeDevice(device: str) -> str:
         """``auto``/``GPU``/``cuda``/``CPU`` -> ``auto``/``cuda``/``cpu``; ModelError if unknown or no GPU."""
-        key = str(device or "auto").strip().lower()
-        if key not in DEVICES:
-            raise ModelError(f"Unknown device '{device}'; choose auto, GPU or CPU.")
-        resolved = DEVICES[key]
-        if resolved == "cuda":
-            import torch
+        from sneakynet.devices import normalize_device, resolve_device
 
-            if not torch.cuda.is_available():
+        try:
+            resolved = normalize_device(device)
+        except ValueError:
+            raise ModelError(f"Unknown device '{device}'; choose auto, GPU or CPU.") from None
+        if resolved.startswith("cuda"):
+            try:
+                resolve_device(resolved)
+            except ValueError:
                 raise ModelError("GPU was chosen, but PyTorch sees no CUDA GPU on this computer "
-                                 "(or a CPU-only PyTorch is installed). Choose 'auto' or 'CPU'.")
+                                 "(or a CPU-only PyTorch is installed). Choose 'auto' or 'CPU'.") from None
         return resolved
 
     def modelInfo(self, bundle: str | os.PathLike | None = None):

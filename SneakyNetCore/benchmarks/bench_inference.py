@@ -121,10 +121,10 @@ def run_ours(args: argparse.Namespace, out: Path) -> dict:
     predictor.predict_array(volume[: 2 * model.config.patch_size, :128, :128])  # warm-up
     _sync(device)
     t0 = time.perf_counter()
-    labels = predictor.predict_array(volume)
+    prediction = predictor.segment_array(volume)
     _sync(device)
-    np.save(out, labels)
-    stats = predictor.stats
+    np.save(out, prediction.labels)
+    stats = prediction.stats
     return {"seconds": time.perf_counter() - t0, "tiles": stats.tiles, "parts": stats.parts,
             "precision": stats.precision, "channels_last": stats.channels_last}
 

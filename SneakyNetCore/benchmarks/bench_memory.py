@@ -52,11 +52,11 @@ def main() -> None:
     image = synthetic_ct(args.slices)
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # torch + the input CT
     t0 = time.perf_counter()
-    labels = predictor.predict_image(image)
+    prediction = predictor.segment(image)
     seconds = time.perf_counter() - t0
-    assert labels.GetSize() == image.GetSize()
-    result = {"slices": args.slices, "device": args.device, "seconds": seconds, "tiles": predictor.stats.tiles,
-              "parts": predictor.stats.parts, "feature_channels": model.head.in_channels + 1,
+    assert prediction.labels.GetSize() == image.GetSize()
+    result = {"slices": args.slices, "device": args.device, "seconds": seconds, "tiles": prediction.stats.tiles,
+              "parts": prediction.stats.parts, "feature_channels": model.head.in_channels + 1,
               "rss_before_mb": baseline_mb, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if args.device.startswith("cuda"):
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -74,7 +74,9 @@ def main() -> None:
 
     import torch
 
-    from sneakynet.sampler import PatchDataset, PatchLoader, SamplerOptions, TrainingCase
+    from sneakynet.patch_loader import PatchLoader
+    from sneakynet.sampler import PatchDataset, SamplerOptions
+    from sneakynet.training_cases import TrainingCase
 
     t0 = time.perf_counter()
     ct, lab, source = load_case(args.seed, args.synthetic)

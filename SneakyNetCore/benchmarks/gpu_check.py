@@ -186,14 +186,14 @@ def child_infer(spec: dict) -> list[dict]:
     t0 = time.perf_counter()
     image = read_image(work / "ct.nii")
     t1 = time.perf_counter()
-    labels = predictor.predict_image(image)
+    prediction = predictor.segment(image)
     sync(dev)
     t2 = time.perf_counter()
     del image
-    write_image(labels, work / f"labels_{spec['config']}.nii")
+    write_image(prediction.labels, work / f"labels_{spec['config']}.nii")
     t3 = time.perf_counter()
     allocated, reserved = gpu_peaks(dev)
-    stats = predictor.stats
+    stats = prediction.stats
     row = {"check": "infer", "config": spec["config"], "shape": spec["shape"], "spacing_mm": spec["spacing"],
            "preset": spec["preset"], "patch_size": spec["patch"], "batch_size": stats.batch_size,
            "channels_last": stats.channels_last, "precision": stats.precision, "tiles": stats.tiles,

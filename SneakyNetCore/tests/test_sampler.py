@@ -8,17 +8,10 @@ import torch
 
 from sneakynet.intensity import CTNormalization, normalize_ct
 from sneakynet.labels import load_label_table
-from sneakynet.sampler import (
-    AugmentOptions,
-    ContextPyramid,
-    LabelPyramid,
-    PatchDataset,
-    PatchLoader,
-    SamplerOptions,
-    TrainingCase,
-    patient_axes,
-    pyramid_geometry,
-)
+from sneakynet.patch_loader import PatchLoader
+from sneakynet.pyramid import ContextPyramid, LabelPyramid, pyramid_geometry
+from sneakynet.sampler import AugmentOptions, PatchDataset, SamplerOptions
+from sneakynet.training_cases import TrainingCase, patient_axes
 
 TABLE = load_label_table()
 HUMERUS_L, HUMERUS_R = TABLE.by_name("humerus_left").id, TABLE.by_name("humerus_right").id
@@ -38,17 +31,15 @@ CASES = [((37, 50, 29), 16, 2), ((70, 45, 90), 32, 1), ((10, 20, 33), 16, 3), ((
 
 
 @pytest.mark.parametrize("shape, s, k", CASES)
-@pytest.mark.parametrize("keep", [True, False])
-def test_context_patches_equal_average_pooling(shape, s, k, keep):
+def test_context_patches_equal_average_pooling(shape, s, k):
     rng = np.random.default_rng(1)
     vol = rng.standard_normal(shape).astype(np.float32)
-    pyr = ContextPyramid(vol, s, k, keep_padded_target=keep)
+    pyr = ContextPyramid(vol, s, k)
     g = pyr.geometry
-    assert all(lo == g.context_pad == (2 ** k * s - s) // 2 for lo, _ in pyr.pad)
-    assert all(n % 2 ** k == 0 for n in g.padded_shape)
-    for lvl, arr in enumerate(pyr.levels[1:], start=1):
-        assert arr.shape == tuple(n // 2 ** lvl for n in g.padded_shape)
-    padded = np.pad(vol.astype(np.float64), pyr.pad, mode="edge")
+    for lvl, arr in enumerate(pyr.levels):  # level k reaches P_k beyond the target extent per side
+        assert arr.shape == tuple((t + 2 * g.level_pad(lvl)) // 2 ** lvl for t in g.target_shape)
+    big = (2 ** k - 1) * s // 2  # the widest context's pad
+    padded = np.pad(vol.astype(np.float64), [(big, big + t - n) for t, n in zip(g.target_shape, shape)], mode="edge")
     # border origins (first and last voxel rows on every axis), mixed, and random ones
     origins = [(0, 0, 0), g.max_origin, (0, g.max_origin[1], 0), (g.max_origin[0], 0, g.max_origin[2])]
     origins += [tuple(int(rng.choice(g.origins_along(a))) for a in range(3)) for _ in range(4)]
@@ -57,10 +48,10 @@ def test_context_patches_equal_average_pooling(shape, s, k, keep):
         assert len(patches) == k + 1 and all(p.shape == (s, s, s) and p.dtype == np.float32 for p in patches)
         for lvl, patch in enumerate(patches):
             f = 2 ** lvl
-            start = [v + g.context_pad - (f - 1) * s // 2 for v in o]  # same centre as the target
+            start = [v + big - (f - 1) * s // 2 for v in o]  # same centre as the target
             ref = _avg_pool_reference(padded, start, s, f)
             assert np.abs(patch - ref).max() < 1e-5, (o, lvl)
-        # the target covers unpadded voxels origin .. origin + S
+        # the target covers voxels origin .. origin + S
         inside = tuple(slice(v, min(v + s, n)) for v, n in zip(o, shape))
         sub = tuple(slice(0, sl.stop - sl.start) for sl in inside)
         np.testing.assert_array_equal(patches[0][sub], vol[inside])
@@ -84,13 +75,14 @@ def test_context_labels_use_block_centre_rule():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 126, (30, 41, 35)).astype(np.uint8)
     s, k = 16, 2
-    pyr = LabelPyramid(labels, s, k, keep_padded_target=False)
-    padded = np.pad(labels, pyr.pad, mode="constant")  # labels pad with background
+    pyr = LabelPyramid(labels, s, k)
     g = pyr.geometry
+    big = (2 ** k - 1) * s // 2
+    padded = np.pad(labels, [(big, big + t - n) for t, n in zip(g.target_shape, labels.shape)])  # background
     for o in [(0, 0, 0), g.max_origin, (8, 20, 4)]:
         for lvl, patch in enumerate(pyr.cut(o)):
             f = 2 ** lvl
-            start = [v + g.context_pad - (f - 1) * s // 2 for v in o]
+            start = [v + big - (f - 1) * s // 2 for v in o]
             ref = padded[tuple(slice(b + f // 2, b + f * s, f) for b in start)]
             np.testing.assert_array_equal(patch, ref)
     # far context reaches into the zero pad: background there, not extruded bone
@@ -213,10 +205,13 @@ def test_mirroring_swaps_left_and_right(cases):
 
 
 def test_mirroring_follows_image_direction():
-    """With L-R along index j (array axis 1), mirroring flips array axis 1."""
+    """With L-R along index j (array axis 1), mirroring flips array axis 1. On the model grid every
+    case is in LPS order (L-R = array axis 2), so swap axes 1 and 2 by hand."""
     direction = (0, 1, 0, 1, 0, 0, 0, 0, 1)
-    case = _case("rot", direction=direction)
-    assert case.lr_axis == 1
+    lps = _case("rot", direction=direction)
+    assert lps.lr_axis == 2  # reoriented: L-R is array axis 2 again
+    case = TrainingCase("rot", lps.image.swapaxes(1, 2).copy(), lps.labels.swapaxes(1, 2).copy(),
+                        (lps.spacing[0], lps.spacing[2], lps.spacing[1]), lr_axis=1, si_axis=0)
     aug = AugmentOptions.none()
     aug.p_mirror = 1.0
     plain = PatchDataset([case], SamplerOptions(patch_size=16, num_context=0, augment=AugmentOptions.none()))

@@ -48,11 +48,29 @@ def _options(dataset, out, **kw):
     (dict(val_mode="volumes"), "--val-mode"),
     (dict(device="tpu"), "--device"),
     (dict(amp="fp8"), "--amp"),
+    (dict(grad_clip=-1.0), "--grad-clip"),
+    (dict(lr_schedule="cosine"), "--lr-schedule"),
     (dict(normalization={"clip_min": 5, "clip_max": 1, "center": 0, "scale": 1}), "normalization"),
 ])
 def test_bad_options_are_rejected(tmp_path, kw, message):
     with pytest.raises(TrainError, match=message):
         _options(tmp_path, tmp_path / "run", **kw)
+
+
+def test_train_flags_come_from_the_options_schema():
+    import argparse
+    from dataclasses import fields
+
+    from sneakynet.train_options import add_train_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert options_from_args(parser.parse_args(["--dataset", "d", "--out", "o"])) == TrainOptions(dataset="d", out="o")
+    o = options_from_args(parser.parse_args(["--dataset", "d", "--out", "o", "--no-augment", "--spacing", "1.5,1.5,2",
+                                             "--grad-clip", "12", "--lr-schedule", "poly", "--no-progress"]))
+    assert (o.augment, o.spacing, o.grad_clip, o.lr_schedule, o.progress) == (False, (1.5, 1.5, 2.0), 12.0, "poly", False)
+    flagged = {f.name for f in fields(TrainOptions) if "group" in f.metadata}
+    assert set(f.name for f in fields(TrainOptions)) - flagged == {"normalization"}  # from the dataset, no flag
 
 
 def test_network_from_options():
@@ -101,6 +119,26 @@ def test_short_run_writes_bundles_metrics_curve_and_resume_rules(dataset, tmp_pa
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4, 5]
     assert load_checkpoint(latest_checkpoint(run)).iteration == 5
+
+
+def test_poly_schedule_and_gradient_clipping_are_options_and_settings_are_restored(dataset, tmp_path):
+    """Off by default; on, the logged learning rate follows lr (1 - step / iterations)^0.9 and the
+    clipped run ends with other weights. Threads, deterministic mode and RNG states are restored."""
+    torch.manual_seed(123)
+    rng_before, deterministic_before = torch.get_rng_state(), torch.are_deterministic_algorithms_enabled()
+    plain = train(_options(dataset, tmp_path / "plain", val_every=0))
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert torch.are_deterministic_algorithms_enabled() == deterministic_before and torch.get_num_threads() == 1
+    tuned = train(_options(dataset, tmp_path / "tuned", val_every=0, lr_schedule="poly", grad_clip=1e-3))
+    rows = [json.loads(line) for line in (tuned / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if r["kind"] == "train"]
+    assert lrs == pytest.approx([1e-3 * (1 - step / 4) ** 0.9 for step in range(4)])
+    plain_rows = [json.loads(line) for line in (plain / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in plain_rows if r["kind"] == "train"] == [1e-3] * 4
+    a, b = load_bundle(plain / "bundle")[0].state_dict(), load_bundle(tuned / "bundle")[0].state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(TrainError, match="changed option.*grad_clip"):
+        train(_options(dataset, tmp_path / "tuned", val_every=0, lr_schedule="poly", resume=True))
 
 
 def test_bad_dataset_gives_clean_cli_error(tmp_path, capsys):

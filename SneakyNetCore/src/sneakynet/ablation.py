@@ -32,6 +32,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from sneakynet.run_folder import RunFolder
+
 CONFIG_NAMES = {"A": "A 3D U-Net", "B": "B HookNet", "C": "C MRN", "D": "D SneakyNet"}
 # Paper Table 2 (real upper-body CT, 100 000 iterations): median, +sigma, -sigma, non-zero DSC %
 PAPER_TABLE2: dict[int, dict[str, tuple[float, float, float, float]]] = {
@@ -147,7 +149,7 @@ class AblationOptions:
             threads=self.threads, val_every=self.val_every, val_mode="patches",
             ckpt_every=max(50, self.iterations // 4),
             spacing=(self.spacing,) * 3, seed=self.seed, device=self.device, progress=self.progress,
-            resume=(run / "options.json").is_file())
+            resume=RunFolder(run).options.is_file())
 
 
 @dataclass
@@ -262,9 +264,9 @@ def run_config(options: AblationOptions, config: str, log: Callable[[str], None]
         except TrainError as exc:
             raise AblationError(f"config {config}: {exc}") from None
     if _evaluation_finished(run):
-        log(f"ablation: {config}: test evaluation already in {run / 'test'}, skipped")
+        log(f"ablation: {config}: test evaluation already in {RunFolder(run).test}, skipped")
         return
-    shutil.rmtree(run / "test", ignore_errors=True)  # an interrupted evaluation: start it again
+    shutil.rmtree(RunFolder(run).test, ignore_errors=True)  # an interrupted evaluation: start it again
     import torch
 
     # the training's thread count: on a shared machine OpenMP threads == cores stall each other
@@ -282,21 +284,21 @@ def run_config(options: AblationOptions, config: str, log: Callable[[str], None]
 
 
 def _training_finished(run: Path) -> bool:
-    return (run / "summary.json").is_file() and (run / "bundle").is_dir()
+    return RunFolder(run).training_finished()
 
 
 def _evaluation_finished(run: Path) -> bool:
     """``test/summary.json`` is written last by the evaluation and must cover the split's test cases."""
+    folder = RunFolder(run)
     try:
-        summary = json.loads((run / "test" / "summary.json").read_text(encoding="utf-8"))
-        split = json.loads((run / "splits.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        summary, split = folder.read_json(folder.test_summary), folder.read_json(folder.splits)
+    except (OSError, ValueError):
         return False
-    return sorted(summary.get("cases", [])) == sorted(split["test"]) and (run / "test" / "confusion_all.csv").is_file()
+    return sorted(summary.get("cases", [])) == sorted(split["test"]) and folder.test_confusion.is_file()
 
 
 def _check_finished_run(run: Path, wanted: dict) -> None:
-    path = run / "options.json"
+    path = RunFolder(run).options
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -322,11 +324,12 @@ def collect_results(options: AblationOptions) -> list[ConfigResult]:
         net = options.train_options(config).net_config()
         params = count_parameters(build_network(net))
         res = ConfigResult(config=config, parameters=params, network=net.describe(), widths=list(net.widths))
-        res.train = _read_json_or_none(run / "summary.json") if _training_finished(run) else None
-        res.split = _read_json_or_none(run / "splits.json")
+        folder = RunFolder(run)
+        res.train = _read_json_or_none(folder.summary) if _training_finished(run) else None
+        res.split = _read_json_or_none(folder.splits)
         if _evaluation_finished(run):
-            res.summary = _read_json_or_none(run / "test" / "summary.json")
-            res.confusion = read_confusion_csv(run / "test" / "confusion_all.csv")
+            res.summary = _read_json_or_none(folder.test_summary)
+            res.confusion = read_confusion_csv(folder.test_confusion)
             res.test_cases = list(res.summary.get("cases", [])) if res.summary else []
             info = _read_json_or_none(run / RUN_INFO_FILE) or {}
             res.eval_seconds = info.get("eval_seconds")
@@ -479,8 +482,21 @@ def _copy_png(src: Path, dst: Path) -> Path | None:
 def document_text(options: AblationOptions, results: Sequence[ConfigResult], wall_seconds: float,
                   finished: bool, pngs: dict[str, dict[str, Path]]) -> str:
     """The Markdown results document (see :func:`write_document`)."""
+    lines = _doc_header(options, results, wall_seconds, finished)
+    lines += _doc_setup(options, results)
+    lines += _doc_timing(results)
+    lines += _doc_dsc(options, results)
+    lines += _doc_confusions(options, results, pngs)
+    lines += _doc_groups(results)
+    lines += _reading(results, options)
+    lines += _doc_files(options, results, pngs)
+    return "\n".join(lines)
+
+
+def _doc_header(options: AblationOptions, results: Sequence[ConfigResult], wall_seconds: float,
+                finished: bool) -> list[str]:
+    """Title, date, compute, machine, version and command."""
     machine = machine_description()
-    doc_dir = options.doc_path.parent
     now = _now()
     done = [r for r in results if r.done]
     lines = ["# A/B/C/D ablation on synthetic phantoms (paper Table 2, Fig. 4)", ""]
@@ -505,6 +521,12 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
         "## Setup",
         "",
     ]
+    return lines
+
+
+def _doc_setup(options: AblationOptions, results: Sequence[ConfigResult]) -> list[str]:
+    """Data, split, budget, networks, validation and evaluation of the study."""
+    lines: list[str] = []
     split = next((r.split for r in results if r.split), None)
     if options.dataset is None:
         lines.append(f"- Data: {options.cases} phantom cases (`sneakynet phantom`, seeds {options.seed}.."
@@ -531,7 +553,12 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
     threads = sorted({r.eval_threads for r in results if r.eval_threads})
     if threads:
         lines.append(f"- Test prediction ran with {'/'.join(str(t) for t in threads)} torch thread(s)")
-    lines += ["", "| Config | network | widths | parameters | train time | s / iteration | final loss | test time |",
+    return lines
+
+
+def _doc_timing(results: Sequence[ConfigResult]) -> list[str]:
+    """Per-config network size, training and test time."""
+    lines = ["", "| Config | network | widths | parameters | train time | s / iteration | final loss | test time |",
               "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in results:
         t = r.train or {}
@@ -540,7 +567,13 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
                      f"{_fmt(t.get('seconds_per_iteration_median'), '{:.2f}')} | {_fmt(t.get('final_loss'), '{:.3f}')} "
                      f"| {_fmt(r.eval_seconds, '{:.0f} s', 'pending')} |")
 
-    lines += ["", f"## DSC in the layout of Table 2 (target patch {options.patch})", ""]
+    return lines
+
+
+def _doc_dsc(options: AblationOptions, results: Sequence[ConfigResult]) -> list[str]:
+    """The measured rows beside the paper's Table 2 rows."""
+    done = [r for r in results if r.done]
+    lines = ["", f"## DSC in the layout of Table 2 (target patch {options.patch})", ""]
     from sneakynet.metrics import TABLE_HEADER
 
     lines.append(TABLE_HEADER)
@@ -556,7 +589,14 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
     lines += ["", f"Measured rows: {n_test} held-out phantom case(s) per config; paper rows: real upper-body CT, "
               "5-fold cross-validation, 100k iterations, Table 1 network sizes.", ""]
 
-    lines += ["## Confusions: left/right and long bones (paper Fig. 4)", "",
+    return lines
+
+
+def _doc_confusions(options: AblationOptions, results: Sequence[ConfigResult],
+                    pngs: dict[str, dict[str, Path]]) -> list[str]:
+    """Left/right and long-bone confusions (paper Fig. 4) with the confusion-matrix images."""
+    doc_dir = options.doc_path.parent
+    lines = ["## Confusions: left/right and long bones (paper Fig. 4)", "",
               "Voxel counts summed over the test cases (rows = reference, columns = prediction).", "",
               "| Config | left/right confused voxels | % of sided-bone voxels | long-bone off-diagonal voxels "
               "| % of long-bone voxels | long-bone left/right | arm/leg (humerus, radius, ulna <-> femur) "
@@ -578,6 +618,13 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
             lines.append(f"![{r.config}: confusion among long bones]({os.path.relpath(p['limbs'], doc_dir)})")
     lines.append("")
 
+    return lines
+
+
+def _doc_groups(results: Sequence[ConfigResult]) -> list[str]:
+    """Median DSC per bone group of the evaluated configs."""
+    done = [r for r in results if r.done]
+    lines: list[str] = []
     if done:
         lines += ["## Median DSC per bone group", "", "| Group | " + " | ".join(r.config for r in done) + " |",
                   "|---|" + "---:|" * len(done)]
@@ -587,7 +634,14 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
             lines.append(f"| {g} | " + " | ".join(cells) + " |")
         lines.append("")
 
-    lines += _reading(results, options)
+    return lines
+
+
+def _doc_files(options: AblationOptions, results: Sequence[ConfigResult],
+               pngs: dict[str, dict[str, Path]]) -> list[str]:
+    """Links to the training curves and where the reports are."""
+    doc_dir = options.doc_path.parent
+    lines: list[str] = []
     curves = [(r.config, pngs.get(r.config, {}).get("curve")) for r in results]
     if any(c for _, c in curves):
         lines += ["## Training curves", ""]
@@ -598,7 +652,7 @@ def document_text(options: AblationOptions, results: Sequence[ConfigResult], wal
               "`runs/<config>/test/`: per-case and per-class CSVs, `summary.json`, `confusion_all.csv`)",
               "- Every number above is read back from those reports; rerunning the command skips finished configs.",
               ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _reading(results: Sequence[ConfigResult], options: AblationOptions) -> list[str]:
@@ -653,11 +707,11 @@ def write_document(options: AblationOptions, results: Sequence[ConfigResult], wa
         run = options.run_dir(r.config)
         entry = {}
         if r.done:
-            p = _copy_png(run / "test" / "confusion_limbs.png", options.png_dir / f"confusion_limbs_{r.config}.png")
+            p = _copy_png(RunFolder(run).test / "confusion_limbs.png", options.png_dir / f"confusion_limbs_{r.config}.png")
             if p:
                 entry["limbs"] = p
         if r.train is not None:
-            p = _copy_png(run / "training_curve.png", options.png_dir / f"training_curve_{r.config}.png")
+            p = _copy_png(RunFolder(run).curve, options.png_dir / f"training_curve_{r.config}.png")
             if p:
                 entry["curve"] = p
         pngs[r.config] = entry

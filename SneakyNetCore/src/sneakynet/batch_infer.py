@@ -33,7 +33,7 @@ def shard(todo: list, rank: int, world_size: int) -> list:
 
 def run_sharded(args: argparse.Namespace) -> int:
     """``sneakynet segment`` as one rank of several; returns the worst exit code across all ranks."""
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
 
     try:
         ctx = init_distributed(args.device, backend="gloo", timeout_min=GATHER_TIMEOUT_MIN)
@@ -59,7 +59,8 @@ def run_sharded(args: argparse.Namespace) -> int:
 
 def _plan(ctx: DistContext, args: argparse.Namespace) -> dict:
     """Rank 0's to-do list (or its input error) on every rank, so all ranks share out the same list."""
-    from sneakynet.cli import EXIT_BAD_INPUT, UserError
+    from sneakynet.cli import EXIT_BAD_INPUT
+    from sneakynet.console import UserError
     from sneakynet.commands.segment import _jobs
 
     plan: dict = {"todo": [], "error": None, "code": 0}
@@ -81,7 +82,7 @@ def _run_share(ctx: DistContext, args: argparse.Namespace,
                mine: list[tuple[Path, Path]]) -> list[tuple[Path, int, str]]:
     """Segment this rank's cases on its device; a model that fails to load fails each of them.
     Only rank 0 shows progress bars and the model's notes; every rank prints one line per case."""
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
     from sneakynet.commands.segment import _failure, _load_predictor, _segment_cases
 
     if not mine:

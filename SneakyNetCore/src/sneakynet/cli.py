@@ -13,8 +13,8 @@ import argparse
 import importlib
 import signal
 import sys
-from contextlib import contextmanager
-from typing import Callable, Iterator
+
+from sneakynet.console import UserError
 
 # (command, module under sneakynet.commands, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
@@ -38,26 +38,9 @@ COMMANDS: list[tuple[str, str, str]] = [
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_CANCELLED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
 
-class UserError(Exception):
-    """A problem with the user's input (file, option); printed without a traceback, exit code 2."""
-
-
-@contextmanager
-def progress_bar(desc: str, disable: bool = False) -> Iterator[Callable[[float, str], None]]:
-    """A tqdm percentage bar, yielded as the ``progress(fraction, message)`` callback the core takes."""
-    from tqdm import tqdm
-
-    with tqdm(total=100, unit="%", desc=desc, disable=disable,
-              bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}") as bar:
-        def progress(fraction: float, message: str) -> None:
-            bar.n = round(100 * fraction)
-            bar.set_postfix_str(message, refresh=True)
-
-        yield progress
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser; each sub-parser is filled by its command module on demand."""
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and its sub-parsers by command; each sub-parser is filled by its command
+    module on demand."""
     parser = argparse.ArgumentParser(
         prog="sneakynet",
         description="SneakyNet: distinct-bone segmentation of upper-body CT (125 bones) "
@@ -67,15 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"sneakynet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, _module, help_text in COMMANDS:
-        sub.add_parser(name, help=help_text, description=help_text)
-    return parser
+    subparsers = {name: sub.add_parser(name, help=help_text, description=help_text)
+                  for name, _module, help_text in COMMANDS}
+    return parser, subparsers
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser, subparsers = build_parser()
     known = {name: module for name, module, _ in COMMANDS}
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in known:
@@ -83,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK if not argv else EXIT_BAD_INPUT
     module = importlib.import_module(f"sneakynet.commands.{known[command]}")
-    sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
-    module.add_arguments(sub)
+    module.add_arguments(subparsers[command])
     args = parser.parse_args(argv)
     return _run_command(command, module, args)
 

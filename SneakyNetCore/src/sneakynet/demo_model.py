@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+from .run_folder import RunFolder
+
 DEMO_SPACING = (4.0, 4.0, 4.0)
 DEMO_DESCRIPTION = ("SneakyNet lite D 32/64 demo model, trained on synthetic phantoms (sneakynet phantom, 4 mm): "
                     "phantom-trained demo, not for clinical or real-CT use")
@@ -33,7 +35,7 @@ def build_demo_model(workdir: Path, iterations: int = 4000, cases: int = 14, see
                            iterations=iterations, batch_size=2, workers=1, threads=threads,
                            val_every=max(iterations // 3, 1), ckpt_every=250, spacing=DEMO_SPACING, seed=seed,
                            demo=True, description=DEMO_DESCRIPTION, progress=progress,
-                           resume=(run / "options.json").exists())
+                           resume=RunFolder(run).options.exists())
     train(options)
     result = evaluate_fold(run, device="cpu", progress=progress)
     return install_demo_bundle(run, result, Path(install) if install is not None else None, workdir)
@@ -43,7 +45,7 @@ def install_demo_bundle(run: Path, result, target: Path | None, workdir: Path) -
     """Copy the run's bundle, with its test metrics, to ``target`` (default: the package's demo folder)."""
     from .bundle import demo_bundle_folder, load_bundle, save_bundle
 
-    model, info = load_bundle(run / "bundle")
+    model, info = load_bundle(RunFolder(run).bundle)
     metrics = {"test_cases": [c.case for c in result.cases], "summary": result.summary,
                "groups": result.group_summaries, "left_right_confusion_voxels": int(result.left_right_confusion),
                "note": "DSC against phantom ground truth of held-out phantom cases"}
@@ -51,5 +53,5 @@ def install_demo_bundle(run: Path, result, target: Path | None, workdir: Path) -
     save_bundle(model, target, spacing=info.spacing, intensity=info.intensity, description=info.description,
                 training=info.training, demo=True, disclaimer=info.disclaimer, metrics=metrics)
     (Path(workdir) / "demo_metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
-    shutil.copy(run / "training_curve.png", Path(workdir) / "training_curve.png")
+    shutil.copy(RunFolder(run).curve, Path(workdir) / "training_curve.png")
     return target

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from sneakynet.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -35,24 +37,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(request: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local rank>`` when a GPU is present, else CPU; ``cuda`` without a GPU is an error."""
-    request = request.lower()
-    if request == "gpu":
-        request = "cuda"
-    if request == "auto":
-        request = "cuda" if torch.cuda.is_available() else "cpu"
-    if request == "cpu":
-        return torch.device("cpu")
-    if request.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was requested but no CUDA GPU is available (use --device auto or cpu)")
-        if request == "cuda":
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device(request)
-    raise ValueError(f"device must be auto, cpu or cuda, got {request!r}")
 
 
 def launched_by_torchrun() -> bool:
@@ -167,4 +151,4 @@ def gather_json(ctx: DistContext, value: object) -> list:
 
 
 __all__ = ["DistContext", "barrier", "broadcast_buffers", "broadcast_json", "gather_digests", "gather_json",
-           "init_distributed", "launched_by_torchrun", "resolve_device", "shutdown_distributed", "weights_digest"]
+           "init_distributed", "launched_by_torchrun", "shutdown_distributed", "weights_digest"]

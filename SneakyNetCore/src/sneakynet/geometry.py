@@ -7,6 +7,8 @@ input grid (size, spacing, origin, direction) by nearest-neighbour resampling in
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -61,3 +63,25 @@ def labels_to_input_grid(labels: sitk.Image, reference: sitk.Image) -> sitk.Imag
     out = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     out.CopyInformation(reference)
     return out
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """Where a model-grid array lies in physical space, to carry labels back to the input grid."""
+
+    origin: tuple[float, float, float]
+    spacing: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "ModelGrid":
+        """The grid of a model-grid image (from :func:`to_model_grid`)."""
+        return cls(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+
+    def labels_to_input_grid(self, labels: np.ndarray, reference: sitk.Image) -> sitk.Image:
+        """A (z, y, x) label array on this grid, resampled (nearest) onto ``reference``'s grid."""
+        image = sitk.GetImageFromArray(labels)
+        image.SetOrigin(self.origin)
+        image.SetSpacing(self.spacing)
+        image.SetDirection(self.direction)
+        return labels_to_input_grid(image, reference)

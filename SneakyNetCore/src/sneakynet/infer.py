@@ -25,20 +25,24 @@ import math
 import os
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from .devices import resolve_device
 from .intensity import CTNormalization, normalize_ct
 from .models import MultiResolutionUNet
-from .tiling import context_level, context_slice, gaussian_importance, padded_length, tile_starts, tile_step
+from .pyramid import ContextPyramid, PyramidGeometry
+from .slab import SlabAccumulator
+from .tiling import TileFilter, air_tile_filter, gaussian_importance, padded_length, plan_tiles, tile_step
 
 if TYPE_CHECKING:  # SimpleITK is needed only for images, not for arrays (GPU benchmarks)
     import SimpleITK as sitk
+
+    from .geometry import ModelGrid
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -63,7 +67,7 @@ class CancelToken:
 
 @dataclass
 class PredictionStats:
-    """What the last prediction did (for logs and benchmarks)."""
+    """What one prediction did (for logs and benchmarks)."""
 
     model_grid: tuple[int, int, int] = (0, 0, 0)
     tiles: int = 0
@@ -75,21 +79,13 @@ class PredictionStats:
     channels_last: bool = False
 
 
-def resolve_device(device: str, log: Callable[[str], None] = print) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU (with a note); ``gpu`` is an alias of ``cuda``."""
-    device = device.lower()
-    if device == "gpu":
-        device = "cuda"
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        log("sneakynet: no CUDA GPU found, running on the CPU (slower)")
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA GPU is available (use --device auto or cpu)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu, cuda or gpu, got {device!r}")
-    return torch.device(device)
+@dataclass
+class Prediction:
+    """A label map (``sitk.Image`` from :meth:`Predictor.segment`, array from
+    :meth:`Predictor.segment_array`) and the statistics of the run that made it."""
+
+    labels: Any
+    stats: PredictionStats
 
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -140,7 +136,7 @@ class Predictor:
         from .bundle import demo_bundle_path, load_bundle
 
         self.log = log
-        self.device = resolve_device(device, log)
+        self.device = resolve_device(device, log=log)
         path = demo_bundle_path() if bundle is None else Path(bundle)
         model, info = load_bundle(path, device="cpu")
         self.info = info
@@ -158,7 +154,7 @@ class Predictor:
         """A predictor around an in-memory network (tests, benchmarks, validation during training)."""
         self = cls.__new__(cls)
         self.log = log
-        self.device = resolve_device(device, log)
+        self.device = resolve_device(device, log=log)
         self.info = None
         self._setup(model, spacing, normalization, overlap, batch_size, fast, buffer_bytes, skip_air, precision,
                     channels_last)
@@ -180,7 +176,6 @@ class Predictor:
         cuda = self.device.type == "cuda"
         self.batch_size = batch_size or (4 if cuda else 2)
         self.buffer_bytes = buffer_bytes or default_buffer_bytes(self.device)
-        self.stats = PredictionStats()
 
     def _place_model(self) -> None:
         """Move the network to ``self.device`` in the layout and precision chosen for that device."""
@@ -200,12 +195,12 @@ class Predictor:
         self._head_matrix = torch.cat([weight, bias[:, None]], dim=1).t().contiguous().to(self.device)
 
     # ------------------------------------------------------------------ public API
-    def predict_image(self, image: "sitk.Image | str | os.PathLike", progress: ProgressCallback | None = None,
-                      cancel: CancelToken | None = None) -> "sitk.Image":
-        """Label map (uint8, ids of the label table) on exactly ``image``'s grid."""
+    def segment(self, image: "sitk.Image | str | os.PathLike", progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> "Prediction":
+        """Label map (uint8, ids of the label table) on exactly ``image``'s grid, with run statistics."""
         import SimpleITK as sitk
 
-        from .geometry import check_ct_image, labels_to_input_grid, to_model_grid
+        from .geometry import check_ct_image
         from .io import read_image
 
         source = str(image) if not isinstance(image, sitk.Image) else "input image"
@@ -215,43 +210,52 @@ class Predictor:
         progress = progress or (lambda fraction, message: None)
         t0 = time.perf_counter()
         progress(0.0, "resampling to the model grid")
-        inputs, geometry = self._image_inputs(image)
-        labels = self._predict_with_retry(inputs, progress, cancel)
+        inputs, grid = self._image_inputs(image)
+        labels, stats = self._predict_with_retry(inputs, progress, cancel)
         del inputs
         progress(0.99, "mapping labels back to the input grid")
-        label_image = sitk.GetImageFromArray(labels)
+        out = grid.labels_to_input_grid(labels, image)
         del labels
-        origin, spacing, direction = geometry
-        label_image.SetOrigin(origin)
-        label_image.SetSpacing(spacing)
-        label_image.SetDirection(direction)
-        out = labels_to_input_grid(label_image, image)
-        self.stats.seconds = time.perf_counter() - t0
+        stats.seconds = time.perf_counter() - t0
         progress(1.0, "done")
-        return out
+        return Prediction(out, stats)
+
+    def predict_image(self, image: "sitk.Image | str | os.PathLike", progress: ProgressCallback | None = None,
+                      cancel: CancelToken | None = None) -> "sitk.Image":
+        """The label map of :meth:`segment` alone."""
+        return self.segment(image, progress, cancel).labels
+
+    def segment_array(self, volume: np.ndarray, progress: ProgressCallback | None = None,
+                      cancel: CancelToken | None = None) -> "Prediction":
+        """Argmax labels (uint8, same shape) of a normalised (z, y, x) float32 volume on the model
+        grid, with run statistics."""
+        t0 = time.perf_counter()
+        inputs = self._upload(self._padded(volume), volume.shape)
+        labels, stats = self._predict_with_retry(inputs, progress or (lambda fraction, message: None), cancel)
+        stats.seconds = time.perf_counter() - t0
+        return Prediction(labels, stats)
 
     def predict_array(self, volume: np.ndarray, progress: ProgressCallback | None = None,
                       cancel: CancelToken | None = None) -> np.ndarray:
-        """Argmax labels (uint8, same shape) of a normalised (z, y, x) float32 volume on the model grid."""
-        inputs = self._upload(self._padded(volume), volume.shape)
-        return self._predict_with_retry(inputs, progress or (lambda fraction, message: None), cancel)
+        """The labels of :meth:`segment_array` alone."""
+        return self.segment_array(volume, progress, cancel).labels
 
     # ------------------------------------------------------------------ internals
-    def _image_inputs(self, image: "sitk.Image") -> tuple["_Inputs", tuple]:
-        """The model-grid input of ``image``, padded and normalised in one buffer, and that grid's
-        (origin, spacing, direction). The resampled image is freed before prediction starts, so the
-        host holds one float32 copy of the volume, not three."""
+    def _image_inputs(self, image: "sitk.Image") -> tuple["_Inputs", "ModelGrid"]:
+        """The model-grid input of ``image``, padded and normalised in one buffer, and that grid.
+        The resampled image is freed before prediction starts, so the host holds one float32 copy
+        of the volume, not three."""
         import SimpleITK as sitk
 
-        from .geometry import to_model_grid
+        from .geometry import ModelGrid, to_model_grid
 
         model_image = to_model_grid(image, self.spacing)
-        geometry = (model_image.GetOrigin(), model_image.GetSpacing(), model_image.GetDirection())
+        grid = ModelGrid.of(model_image)
         hu = sitk.GetArrayViewFromImage(model_image)
         padded = self._padded(hu, self.normalization)
         shape = hu.shape
         del hu, model_image
-        return self._upload(padded, shape), geometry
+        return self._upload(padded, shape), grid
 
     def _padded(self, volume: np.ndarray, normalization: CTNormalization | None = None) -> np.ndarray:
         """``volume`` (optionally normalised from HU) in a new float32 array edge-padded to the tile grid."""
@@ -271,125 +275,84 @@ class Predictor:
     def _upload(self, padded: np.ndarray, shape: tuple[int, ...]) -> "_Inputs":
         """Tensors of the padded input and its context pyramid on the device (on CUDA the host copy
         can then be freed)."""
-        S, K = self.config.patch_size, self.config.num_context
-        levels = [torch.from_numpy(context_level(padded, S, k)).to(self.device) for k in range(1, K + 1)]
-        return _Inputs(torch.from_numpy(padded).to(self.device), levels, tuple(shape))
+        pyramid = ContextPyramid(padded, self.config.patch_size, self.config.num_context)
+        levels = [torch.from_numpy(level).to(self.device) for level in pyramid.levels[1:]]
+        return _Inputs(torch.from_numpy(padded).to(self.device), levels, tuple(shape), pyramid.geometry)
 
     def _predict_with_retry(self, inputs: "_Inputs", progress: ProgressCallback,
-                            cancel: CancelToken | None) -> np.ndarray:
-        """Predict; on CUDA out-of-memory retry with a smaller batch, then a smaller buffer, then the CPU."""
+                            cancel: CancelToken | None) -> tuple[np.ndarray, PredictionStats]:
+        """Predict; on CUDA out-of-memory retry this call with a smaller batch, then a smaller
+        buffer, then on the CPU (as nnU-Net does). The predictor's own settings stay as they are."""
+        batch_size, buffer_bytes = self.batch_size, self.buffer_bytes
         while True:
             try:
-                return self._predict_inputs(inputs, progress, cancel)
+                return self._predict_inputs(inputs, progress, cancel, batch_size, buffer_bytes)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
-                if self.batch_size > 1:
-                    self.batch_size //= 2
-                    self.log(f"sneakynet: GPU out of memory, retrying with batch size {self.batch_size}")
-                elif self.buffer_bytes > (256 << 20):
-                    self.buffer_bytes //= 2
+                if batch_size > 1:
+                    batch_size //= 2
+                    self.log(f"sneakynet: GPU out of memory, retrying with batch size {batch_size}")
+                elif buffer_bytes > (256 << 20):
+                    buffer_bytes //= 2
                     self.log("sneakynet: GPU out of memory, retrying with a smaller slab buffer")
                 else:
-                    self.log("sneakynet: GPU out of memory even with batch size 1; falling back to the CPU")
-                    self.device = torch.device("cpu")
-                    self._precision_request, self._channels_last_request = "auto", None
-                    self._place_model()
-                    self.buffer_bytes = default_buffer_bytes(self.device)
-                    inputs.padded, inputs.levels = inputs.padded.cpu(), [lvl.cpu() for lvl in inputs.levels]
+                    self.log("sneakynet: GPU out of memory even with batch size 1; this volume runs on the CPU")
+                    return self._predict_on_cpu(inputs, progress, cancel)
 
-    def _predict_inputs(self, inputs: "_Inputs", progress: ProgressCallback, cancel: CancelToken | None) -> np.ndarray:
-        S, step = self.config.patch_size, self.step
-        # the (small) input and its pyramid live on the device, so tiles are cut without host copies
-        padded_t, levels, shape = inputs.padded, inputs.levels, inputs.shape
-        padded_shape = tuple(padded_t.shape)
-        starts = [tile_starts(n, S, step) for n in padded_shape]
-        F = self.model.head.in_channels
-        acc_dtype = self.accumulator_dtype
-        row_bytes = (F + 1) * S * padded_shape[2] * torch.tensor([], dtype=acc_dtype).element_size()
-        part_rows = shape[1]
-        if shape[1] * row_bytes > self.buffer_bytes:  # split along y; parts share the global tile grid
-            part_rows = max(step, self.buffer_bytes // row_bytes // step * step)
-        parts = [(y0, min(y0 + part_rows, shape[1])) for y0 in range(0, shape[1], part_rows)]
-        weights = gaussian_importance(S).to(self.device, acc_dtype)
+    def _predict_on_cpu(self, inputs: "_Inputs", progress: ProgressCallback,
+                        cancel: CancelToken | None) -> tuple[np.ndarray, PredictionStats]:
+        """One prediction on the CPU; the network goes back to its device afterwards."""
+        device, requests = self.device, (self._precision_request, self._channels_last_request)
+        self.device = torch.device("cpu")
+        self._precision_request, self._channels_last_request = "auto", None
+        try:
+            self._place_model()
+            inputs.padded, inputs.levels = inputs.padded.cpu(), [lvl.cpu() for lvl in inputs.levels]
+            return self._predict_inputs(inputs, progress, cancel, 1, default_buffer_bytes(self.device))
+        finally:
+            self.device = device
+            self._precision_request, self._channels_last_request = requests
+            self._place_model()
+
+    def _predict_inputs(self, inputs: "_Inputs", progress: ProgressCallback, cancel: CancelToken | None,
+                        batch_size: int, buffer_bytes: int) -> tuple[np.ndarray, PredictionStats]:
+        """Run the tile plan: forward passes in batches into one slab accumulator per y-part."""
+        S, shape, padded_shape = self.config.patch_size, inputs.shape, tuple(inputs.padded.shape)
+        element = torch.tensor([], dtype=self.accumulator_dtype).element_size()
+        row_bytes = self._head_matrix.shape[0] * S * padded_shape[2] * element
+        keep = self._tile_filter(inputs.padded)
+        plan = plan_tiles(padded_shape, shape, S, self.step, row_bytes, buffer_bytes, keep)
+        stats = PredictionStats(model_grid=shape, tiles=plan.tiles, parts=len(plan.parts), device=str(self.device),
+                                batch_size=batch_size, precision=str(self.dtype).removeprefix("torch."),
+                                channels_last=self.channels_last)
+        weights = gaussian_importance(S).to(self.device, self.accumulator_dtype)
         labels = np.zeros(shape, dtype=np.uint8)
-        keep = self._tile_filter(padded_t)
-        plans = []
-        for y0, y1 in parts:
-            ys = [y for y in starts[1] if y < y1 and y + S > y0]
-            rows = [[(z, y, x) for y in ys for x in starts[2] if keep(z, y, x)] for z in starts[0]]
-            plans.append((y0, y1, rows))
-        total_tiles = max(1, sum(len(r) for _, _, rows in plans for r in rows))
         done = 0
-        self.stats = PredictionStats(model_grid=shape, tiles=total_tiles, parts=len(parts), device=str(self.device),
-                                     batch_size=self.batch_size, precision=str(self.dtype).removeprefix("torch."),
-                                     channels_last=self.channels_last)
-        # the slab buffer is a queue of blocks g voxels deep (g divides S and the step), each holding
-        # the weighted feature sum (g, y, x, F) and the weight sum (g, y, x): a tile row adds into S/g
-        # blocks; blocks above the next row's origin are final, classified and dropped
-        g = math.gcd(S, step)
         with torch.inference_mode():
-            for y0, y1, rows in plans:
-                blocks: deque[tuple[torch.Tensor, torch.Tensor]] = deque()
-                base = 0  # global z of blocks[0]
-                for zi, z in enumerate(starts[0]):
-                    while base + g * len(blocks) < z + S:
-                        blocks.append((torch.zeros((g, y1 - y0, padded_shape[2], F), dtype=acc_dtype, device=self.device),
-                                       torch.zeros((g, y1 - y0, padded_shape[2]), dtype=acc_dtype, device=self.device)))
-                    for batch in _chunks(rows[zi], self.batch_size):
+            for part, rows in zip(plan.parts, plan.rows):
+                slab = SlabAccumulator(labels, part, padded_shape[2], weights, self._head_matrix, self.step)
+                for zi, z in enumerate(plan.z_starts):
+                    slab.reach(z)
+                    for batch in _chunks(rows[zi], batch_size):
                         if cancel is not None and cancel.cancelled:
                             raise Cancelled("prediction cancelled")
-                        features = self._forward(padded_t, levels, batch).to(acc_dtype)
-                        for feat, (oz, oy, ox) in zip(features.permute(0, 2, 3, 4, 1), batch):
-                            lo, hi = max(oy, y0), min(oy + S, y1)
-                            first = (oz - base) // g
-                            for j in range(S // g):
-                                dz = slice(j * g, (j + 1) * g)
-                                w = weights[dz, lo - oy:hi - oy]
-                                acc, wsum = blocks[first + j]
-                                acc[:, lo - y0:hi - y0, ox:ox + S].addcmul_(feat[dz, lo - oy:hi - oy], w[..., None])
-                                wsum[:, lo - y0:hi - y0, ox:ox + S].add_(w)
+                        slab.add(self._forward(inputs, batch), batch)
                         done += len(batch)
-                        progress(0.02 + 0.96 * done / total_tiles, f"tile {done}/{total_tiles}")
-                    end = starts[0][zi + 1] if zi + 1 < len(starts[0]) else padded_shape[0]
-                    while blocks and base + g <= end:
-                        acc, wsum = blocks.popleft()
-                        rows_left = min(g, shape[0] - base)
-                        if rows_left > 0:
-                            labels[base:base + rows_left, y0:y1] = self._classify(acc[:rows_left, :, :shape[2]],
-                                                                                  wsum[:rows_left, :, :shape[2]])
-                        base += g
-        return labels
+                        progress(0.02 + 0.96 * done / plan.tiles, f"tile {done}/{plan.tiles}")
+                    slab.finish(plan.z_starts[zi + 1] if zi + 1 < len(plan.z_starts) else padded_shape[0])
+        return labels, stats
 
-    def _classify(self, acc: torch.Tensor, wsum: torch.Tensor) -> np.ndarray:
-        """Argmax labels of finished voxels: the head applied to the summed features, one z-slice
-        chunk at a time so the transient (voxels x classes) logits stay near 128 MiB."""
-        classes = self._head_matrix.shape[1]
-        per_slice = acc.shape[1] * acc.shape[2] * classes * 4
-        step = max(1, (128 << 20) // per_slice)
-        out = []
-        for z in range(0, acc.shape[0], step):
-            features = torch.cat([acc[z:z + step], wsum[z:z + step, ..., None]], dim=-1).float()
-            logits = features @ self._head_matrix  # uncovered voxels: all zeros -> background (0)
-            out.append(logits.argmax(dim=-1).to(torch.uint8).cpu().numpy())
-        return np.concatenate(out)
-
-    def _tile_filter(self, padded: torch.Tensor) -> Callable[[int, int, int], bool]:
-        """Which tiles to run: with ``skip_air``, tiles whose target patch is all air (< -500 HU) are
-        skipped; they would predict background, which is what uncovered voxels get anyway."""
+    def _tile_filter(self, padded: torch.Tensor) -> TileFilter | None:
+        """With ``skip_air``, skip tiles whose target patch is all air (< -500 HU)."""
         if not self.skip_air:
-            return lambda z, y, x: True
-        S = self.config.patch_size
-        level = (max(-500.0, self.normalization.clip_min) - self.normalization.center) / self.normalization.scale
-        block_max = torch.nn.functional.max_pool3d(padded[None, None], 16)[0, 0].cpu().numpy()
-        n = S // 16
-        return lambda z, y, x: bool(block_max[z // 16:z // 16 + n, y // 16:y // 16 + n, x // 16:x // 16 + n].max()
-                                    >= level)
+            return None
+        norm = self.normalization
+        return air_tile_filter(padded, self.config.patch_size, (max(-500.0, norm.clip_min) - norm.center) / norm.scale)
 
-    def _forward(self, padded: torch.Tensor, levels: list[torch.Tensor], batch: list[tuple[int, int, int]]) -> torch.Tensor:
-        S = self.config.patch_size
-        target = torch.stack([padded[z:z + S, y:y + S, x:x + S] for z, y, x in batch])[:, None]
-        contexts = [torch.stack([lvl[context_slice(o, S, k)] for o in batch])[:, None]
-                    for k, lvl in enumerate(levels, start=1)]
+    def _forward(self, inputs: "_Inputs", batch: list[tuple[int, int, int]]) -> torch.Tensor:
+        cuts = [inputs.geometry.slices(o) for o in batch]
+        target = torch.stack([inputs.padded[sl[0]] for sl in cuts])[:, None]
+        contexts = [torch.stack([lvl[sl[k]] for sl in cuts])[:, None] for k, lvl in enumerate(inputs.levels, start=1)]
         if self.channels_last:
             target = target.contiguous(memory_format=torch.channels_last_3d)
             contexts = [c.contiguous(memory_format=torch.channels_last_3d) for c in contexts]
@@ -399,11 +362,13 @@ class Predictor:
 
 @dataclass
 class _Inputs:
-    """A prediction's input on the device: the edge-padded volume, its context levels, the unpadded shape."""
+    """A prediction's input on the device: the edge-padded volume, its context levels, the unpadded
+    shape and the pyramid geometry that cuts tiles from them."""
 
     padded: torch.Tensor
     levels: list[torch.Tensor]
     shape: tuple[int, ...]
+    geometry: PyramidGeometry
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:

@@ -1,13 +1,15 @@
-"""Pure functions for sliding-window inference: tile grid, Gaussian weights, context levels.
+"""Sliding-window inference: the tile grid, the tile plan (parts, rows, air filter), Gaussian weights.
 
 Arrays are (z, y, x) voxel arrays on the model grid. Tile origins are multiples of the step
-S/2 (a multiple of 16), so every context crop is exact (see :func:`context_level`).
+(a multiple of 16), so every tile follows the context pyramid's alignment rule
+(:mod:`sneakynet.pyramid`) and its context patches are exact slices.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
 
@@ -43,41 +45,47 @@ def gaussian_importance(patch_size: int, sigma_scale: float = 0.125) -> torch.Te
     return g.clamp_min(1e-3).float()
 
 
-def _pool_axis_edge_padded(v: np.ndarray, axis: int, factor: int, pad: int) -> np.ndarray:
-    """Average-pool one axis by ``factor`` after edge-padding it by ``pad`` on both sides.
-
-    Exact and cheap: the pad rows are copies of the edge row, so their pooled rows are the edge
-    row itself; only the real rows need averaging. ``pad`` and the axis length must be multiples
-    of ``factor``.
-    """
-    n = v.shape[axis]
-    shape = v.shape[:axis] + (n // factor, factor) + v.shape[axis + 1:]
-    pooled = v.reshape(shape).mean(axis=axis + 1, dtype=np.float32)
-    reps = pad // factor
-    first = np.repeat(np.take(v, [0], axis=axis), reps, axis=axis)
-    last = np.repeat(np.take(v, [n - 1], axis=axis), reps, axis=axis)
-    return np.concatenate([first, pooled, last], axis=axis).astype(np.float32, copy=False)
+TileFilter = Callable[[int, int, int], bool]
 
 
-def context_level(volume: np.ndarray, patch_size: int, k: int) -> np.ndarray:
-    """Level k of the context pyramid: ``volume`` edge-padded by P_k = (2^k - 1) S / 2, then
-    average-pooled by 2^k (kernel = stride).
-
-    The context patch of the tile with origin ``o`` (a multiple of 2^k) is then simply
-    ``level[o/2^k : o/2^k + S]`` per axis: it covers the 2^k*S cube around the tile centre.
-    Pooling is separable, so the padded full-resolution volume is never built.
-    """
-    factor = 2**k
-    pad = (factor - 1) * patch_size // 2
-    if pad % factor or any(n % factor for n in volume.shape):
-        raise ValueError(f"context level {k}: pad {pad} and volume shape {volume.shape} must be multiples of {factor}")
-    out = volume
-    for axis in range(3):
-        out = _pool_axis_edge_padded(out, axis, factor, pad)
-    return out
+def air_tile_filter(padded: torch.Tensor, patch_size: int, air_level: float) -> TileFilter:
+    """Keep a tile unless its whole target patch is below ``air_level`` (normalised units): such a
+    tile would predict background, which is what uncovered voxels get anyway."""
+    block_max = torch.nn.functional.max_pool3d(padded[None, None], 16)[0, 0].cpu().numpy()
+    n = patch_size // 16
+    return lambda z, y, x: bool(block_max[z // 16:z // 16 + n, y // 16:y // 16 + n, x // 16:x // 16 + n].max()
+                                >= air_level)
 
 
-def context_slice(origin: tuple[int, int, int], patch_size: int, k: int) -> tuple[slice, slice, slice]:
-    """Index of the context-k patch of the tile at ``origin`` inside :func:`context_level`'s output."""
-    f = 2**k
-    return tuple(slice(o // f, o // f + patch_size) for o in origin)  # type: ignore[return-value]
+@dataclass
+class TilePlan:
+    """Which tiles run, in which order: the volume is cut along y into ``parts`` ``(y0, y1)`` that
+    share one global tile grid; ``rows[p][i]`` are the kept tile origins of part ``p`` at the
+    ``i``-th z start."""
+
+    z_starts: list[int]
+    parts: list[tuple[int, int]]
+    rows: list[list[list[tuple[int, int, int]]]]
+
+    @property
+    def tiles(self) -> int:
+        """Number of tiles to run (at least 1, for progress fractions)."""
+        return max(1, sum(len(r) for part in self.rows for r in part))
+
+
+def plan_tiles(padded_shape: Sequence[int], shape: Sequence[int], patch_size: int, step: int, row_bytes: int,
+               buffer_bytes: int, keep: TileFilter | None = None) -> TilePlan:
+    """The tile plan of a volume of ``shape`` padded to ``padded_shape``: split along y when the slab
+    buffer (``row_bytes`` per y row) would exceed ``buffer_bytes``; ``keep`` filters tiles."""
+    S = patch_size
+    starts = [tile_starts(n, S, step) for n in padded_shape]
+    part_rows = shape[1]
+    if shape[1] * row_bytes > buffer_bytes:  # split along y; parts share the global tile grid
+        part_rows = max(step, buffer_bytes // row_bytes // step * step)
+    parts = [(y0, min(y0 + part_rows, shape[1])) for y0 in range(0, shape[1], part_rows)]
+    keep = keep or (lambda z, y, x: True)
+    rows = []
+    for y0, y1 in parts:
+        ys = [y for y in starts[1] if y < y1 and y + S > y0]
+        rows.append([[(z, y, x) for y in ys for x in starts[2] if keep(z, y, x)] for z in starts[0]])
+    return TilePlan(starts[0], parts, rows)

@@ -12,6 +12,8 @@ import shlex
 from pathlib import Path
 
 from sneakynet.commands.argtypes import float_in, int_in
+from sneakynet.devices import DEVICE_HELP, parse_device
+from sneakynet.train_options import parse_widths
 
 
 def _configs(text: str) -> tuple[str, ...]:
@@ -20,16 +22,6 @@ def _configs(text: str) -> tuple[str, ...]:
     if not items or bad:
         raise argparse.ArgumentTypeError(f"configs must be a comma-separated subset of A,B,C,D, got {text!r}")
     return items
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        widths = ()
-    if len(widths) != 5 or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"widths must be 5 comma-separated positive integers, got {text!r}")
-    return widths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,10 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="phantom seeds, split and training seed (default 0)")
     parser.add_argument("--threads", type=int_in(0, 1024), default=1, help="torch threads for training (default 1)")
     parser.add_argument("--workers", type=int_in(0, 256), default=1, help="patch loader worker processes (default 1)")
-    parser.add_argument("--widths", type=_widths, default=None, metavar="W0,..,W4",
+    parser.add_argument("--widths", type=parse_widths, default=None, metavar="W0,..,W4",
                         help="override the lite preset's channel widths (tiny test networks)")
-    parser.add_argument("--device", choices=("cpu", "auto", "cuda"), default="cpu",
-                        help="training and test device (default cpu)")
+    parser.add_argument("--device", type=parse_device, default="cpu", metavar="DEVICE",
+                        help=f"training and test device: {DEVICE_HELP} (default cpu)")
     parser.add_argument("--doc", type=Path, default=None,
                         help="results document (default <out>/ablation.md); PNGs go to the folder of the same "
                              "name without .md")
@@ -76,7 +68,7 @@ def canonical_command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sneakynet.ablation import AblationError, AblationOptions, parse_table_rows, run_ablation
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
 
     if args.dataset is not None and not (args.dataset / "dataset.json").is_file():
         raise UserError(f"{args.dataset / 'dataset.json'}: not found; --dataset needs an nnU-Net-style dataset folder")

@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 from sneakynet.commands.argtypes import int_in
+from sneakynet.devices import DEVICE_HELP, parse_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default ./demo_output)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=2026, help="phantom seed (the demo model never saw seeds >= 1000)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu"])
+    parser.add_argument("--device", default="auto", type=parse_device, metavar="DEVICE", help=DEVICE_HELP)
     parser.add_argument("--no-meshes", action="store_true", help="skip the GLB export and the PNG preview")
 
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from sneakynet.cli import progress_bar
+    from sneakynet.console import progress_bar
     from sneakynet.evaluate import evaluate_images
     from sneakynet.infer import Predictor
     from sneakynet.io import write_image

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sneakynet.cli import UserError
+from sneakynet.console import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from sneakynet.commands.argtypes import float_in, int_in
-from sneakynet.cli import UserError
+from sneakynet.console import UserError
 
 FORMAT_CHOICES = ("glb", "gltf", "obj", "stl", "ply")
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and list the written files; bad input raises UserError (exit code 2)."""
-    from sneakynet.cli import progress_bar
+    from sneakynet.console import progress_bar
 
     from sneakynet.export import export_meshes
 

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sneakynet.bundle import BundleError
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
 
     if args.output.suffix.lower() != ".onnx":
         raise UserError(f"{args.output}: output must end in .onnx")

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
     from sneakynet.dataset import DatasetError, write_splits
     from sneakynet.importers import IMPORTERS, read_user_mapping
 

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from sneakynet.commands.argtypes import float_in, int_in
-from sneakynet.cli import UserError
+from sneakynet.console import UserError
 
 FOV_CHOICES = ("any", "chest", "abdomen_pelvis", "neck_chest", "whole", "random")
 ARM_CHOICES = ("any", "sides", "raised", "one_up", "crossed")

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sneakynet.cli import UserError
+from sneakynet.console import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from sneakynet.commands.argtypes import int_in
-from sneakynet.cli import UserError
+from sneakynet.console import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render and write the PNG; bad input raises UserError (exit code 2)."""
-    from sneakynet.cli import progress_bar
+    from sneakynet.console import progress_bar
 
     from sneakynet.export import render_labels
 

@@ -16,6 +16,8 @@ from typing import Callable
 
 from sneakynet.commands.argtypes import float_in, int_in
 
+from sneakynet.devices import DEVICE_HELP, parse_device
+
 OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
 
 
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", type=Path, help="label map file (.nii.gz/.nrrd/.mha/.seg.nrrd) or output folder")
     parser.add_argument("--model", type=Path, default=None, help="model bundle folder (default: the bundled "
                         "phantom-trained demo model, not for clinical use)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu"])
+    parser.add_argument("--device", default="auto", type=parse_device, metavar="DEVICE", help=DEVICE_HELP)
     parser.add_argument("--overlap", type=float_in(0.0, 1.0, hi_open=True), default=0.5,
                         help="tile overlap in [0, 1) (default 0.5)")
     parser.add_argument("--fast", action="store_true", help="quick preview: no tile overlap (about 8x fewer tiles)")
@@ -68,7 +70,7 @@ def write_labels(labels, output: Path) -> None:
 
 def _write_dicom_seg(args: argparse.Namespace, labels, predictor) -> None:
     """The ``--dicom-seg`` output: the label map as a DICOM Segmentation of the input series."""
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
     from sneakynet.dicomseg import DicomSegError, dicom_series_files, write_dicom_seg
 
     name = predictor.info.description if predictor.info is not None else "SneakyNet"
@@ -81,7 +83,7 @@ def _write_dicom_seg(args: argparse.Namespace, labels, predictor) -> None:
 
 def _jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(input, output) pairs still to do; refuses an output that would overwrite an input."""
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
     from sneakynet.io import CT_SUFFIXES, image_suffix, is_ct_file, same_file
 
     if not args.input.exists():
@@ -115,7 +117,7 @@ def _segment_one(predictor, image, case: Path, output: Path, force: bool):
     the case."""
     import SimpleITK as sitk
 
-    from sneakynet.cli import UserError, progress_bar
+    from sneakynet.console import UserError, progress_bar
     from sneakynet.geometry import InputImageError, check_ct_image
     from sneakynet.intensity import NotCTError, check_hounsfield
 
@@ -130,18 +132,19 @@ def _segment_one(predictor, image, case: Path, output: Path, force: bool):
         print(f"warning: {case}: {warning}; segmenting anyway (--force)")
     try:
         with progress_bar(case.name) as progress:
-            labels = predictor.predict_image(image, progress=progress)
+            prediction = predictor.segment(image, progress=progress)
     except InputImageError as exc:
         raise UserError(f"{case}: {exc}".replace(f"{case}: input image: ", f"{case}: ")) from None
+    labels, stats = prediction.labels, prediction.stats
     write_labels(labels, output)
-    stats = predictor.stats
     print(f"{case} -> {output}  ({stats.tiles} tiles on {stats.device} in {stats.precision}, {stats.seconds:.1f} s)")
     return labels
 
 
 def _failure(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) of a failed case."""
-    from sneakynet.cli import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, UserError, describe_os_error
+    from sneakynet.cli import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, describe_os_error
+    from sneakynet.console import UserError
     from sneakynet.io import ImageReadError
 
     if isinstance(exc, (UserError, ImageReadError, ValueError)):
@@ -167,7 +170,7 @@ def _load_predictor(args: argparse.Namespace, device: str | None = None,
     from tqdm import tqdm
 
     from sneakynet.bundle import BundleError
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
     from sneakynet.infer import Predictor
 
     try:
@@ -179,7 +182,7 @@ def _load_predictor(args: argparse.Namespace, device: str | None = None,
 
 def _run_local(args: argparse.Namespace) -> int:
     """Every case in this process."""
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
     from sneakynet.io import ImageReadError, read_image
 
     todo = _jobs(args)
@@ -202,7 +205,7 @@ def _segment_cases(predictor, todo: list[tuple[Path, Path]], args: argparse.Name
     reported and recorded as (case, exit code, message), and the others go on."""
     from tqdm import tqdm
 
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
     from sneakynet.io import read_image
 
     failures: list[tuple[Path, int, str]] = []

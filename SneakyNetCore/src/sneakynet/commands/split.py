@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sneakynet.cli import UserError
+    from sneakynet.console import UserError
     from sneakynet.dataset import DatasetError, read_splits, write_splits
 
     try:

@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from sneakynet.cli import UserError
+from sneakynet.console import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

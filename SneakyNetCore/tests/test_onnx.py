@@ -1,7 +1,7 @@
 """ONNX export: one graph for target + context nets, documented, and equal to PyTorch on phantom tiles.
 
 Parity runs onnxruntime on the CPU on the phantom tiles that hold the most bone, built exactly as
-the predictor builds them (normalised, edge-padded, context pyramid from sneakynet.tiling).
+the predictor builds them (normalised, edge-padded, context pyramid from sneakynet.pyramid).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from sneakynet.infer import fold_batchnorm
 from sneakynet.intensity import normalize_ct
 from sneakynet.onnx_export import export_onnx, input_names
 from sneakynet.phantom import PhantomOptions, generate_case
-from sneakynet.tiling import context_level, context_slice
+from sneakynet.pyramid import ContextPyramid
 
 TILES = 6
 
@@ -33,22 +33,20 @@ def exported(tmp_path_factory):
 
 
 def phantom_tiles(info, n: int) -> list[np.ndarray]:
-    """Target and context patches (each (n, 1, S, S, S)) of the ``n`` tiles with the most bone voxels."""
+    """Target and context patches (each (n, 1, S, S, S)) of the ``n`` tiles with the most bone voxels,
+    cut from the context pyramid that training and the predictor share."""
     ct, truth = generate_case(7, PhantomOptions(spacing=info.spacing, fov_scale=0.6))  # already on the model grid
     hu = sitk.GetArrayFromImage(ct).astype(np.float32)
-    lab = sitk.GetArrayFromImage(truth)
+    bone = sitk.GetArrayFromImage(truth) > 0
     S, K = info.patch_size, info.num_context
-    pad = [(0, (-n) % S) for n in hu.shape]
-    vol = np.pad(normalize_ct(hu, info.normalization()), pad, mode="edge")
-    bone = np.pad(lab > 0, pad)
-    origins = [(z, y, x) for z in range(0, vol.shape[0], S // 2) for y in range(0, vol.shape[1], S // 2)
-               for x in range(0, vol.shape[2], S // 2)
-               if z + S <= vol.shape[0] and y + S <= vol.shape[1] and x + S <= vol.shape[2]]
+    pyramid = ContextPyramid(normalize_ct(hu, info.normalization()), S, K)
+    step = max(S // 2, pyramid.geometry.alignment)
+    top = pyramid.geometry.max_origin
+    origins = [(z, y, x) for z in range(0, top[0] + 1, step) for y in range(0, top[1] + 1, step)
+               for x in range(0, top[2] + 1, step)]
     origins = sorted(origins, key=lambda o: -bone[o[0]:o[0] + S, o[1]:o[1] + S, o[2]:o[2] + S].sum())[:n]
-    levels = [context_level(vol, S, k) for k in range(1, K + 1)]
-    target = np.stack([vol[z:z + S, y:y + S, x:x + S] for z, y, x in origins])[:, None]
-    contexts = [np.stack([lvl[context_slice(o, S, k)] for o in origins])[:, None] for k, lvl in enumerate(levels, 1)]
-    return [target, *contexts]
+    patches = [pyramid.cut(o) for o in origins]
+    return [np.stack([p[k] for p in patches])[:, None] for k in range(K + 1)]
 
 
 def test_onnx_labels_match_pytorch_on_phantom_tiles(exported):

@@ -52,7 +52,7 @@ def describe_io(info: BundleInfo) -> dict[str, str]:
     table = load_label_table()
     contexts = (f" context_k (k = 1..{K}): float32 (batch, 1, {S}, {S}, {S}), the cube of 2^k*{S} voxels centred on "
                 "the target tile, average-pooled by 2^k (kernel = stride); the volume is edge-padded where the cube "
-                "leaves it (sneakynet.tiling.context_level)." if K else "")
+                "leaves it (sneakynet.pyramid.ContextPyramid)." if K else "")
     return {
         "sneakynet.inputs": (
             f"target: float32 (batch, 1, {S}, {S}, {S}), a tile of the CT resampled to {list(info.spacing)} mm "

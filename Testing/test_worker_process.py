@@ -54,8 +54,17 @@ def process_gone(pid: int) -> bool:
         return True
 
 
+def _is_worker_candidate(p: psutil.Process) -> bool:
+    """A live child that a job could have left: not multiprocessing's resource tracker, which the test
+    process itself keeps once any test used multiprocessing (torch DDP tests do)."""
+    try:
+        return not process_gone(p.pid) and "multiprocessing.resource_tracker" not in " ".join(p.cmdline())
+    except psutil.NoSuchProcess:
+        return False
+
+
 def assert_no_child_processes() -> None:
-    children = [p for p in psutil.Process().children(recursive=True) if not process_gone(p.pid)]
+    children = [p for p in psutil.Process().children(recursive=True) if _is_worker_candidate(p)]
     assert not children, f"processes left behind: {[(p.pid, p.cmdline()) for p in children]}"
 
 

@@ -204,7 +204,7 @@ def child_infer(spec: dict) -> list[dict]:
                             and (reserved is None or reserved <= TARGETS["peak_gpu_gb"]))
     rows = [row]
     if spec.get("gz"):
-        rows.append(_nii_gz(spec, work, labels))
+        rows.append(_nii_gz(spec, work, prediction.labels))
     return rows
 
 
@@ -307,7 +307,8 @@ def _time_forward(fn, inputs: list, dev: torch.device, dtype: torch.dtype, warmu
 # ---------------------------------------------------------------------------------- child: training
 def child_train(spec: dict) -> list[dict]:
     """Training steps fed by the sampler's workers at each batch size; a profile when MFU is low."""
-    from sneakynet.sampler import PatchDataset, SamplerOptions, TrainingCase
+    from sneakynet.sampler import PatchDataset, SamplerOptions
+    from sneakynet.training_cases import TrainingCase
 
     ct, labels = synthetic_ct(tuple(spec["shape"]), seed=1)
     case = TrainingCase("synthetic", normalized(ct), labels, (spec["spacing"],) * 3, lr_axis=2, si_axis=0)
@@ -326,8 +327,8 @@ def child_train(spec: dict) -> list[dict]:
 def _trainer(spec: dict, dataset, batch_size: int):
     """Network, optimiser, mixed-precision settings and a loader iterator, as ``sneakynet train`` sets them up."""
     from sneakynet.models import build_network
-    from sneakynet.sampler import PatchLoader
-    from sneakynet.train import amp_settings
+    from sneakynet.patch_loader import PatchLoader
+    from sneakynet.trainer import amp_settings
 
     dev = torch.device(spec["device"])
     torch.manual_seed(0)
@@ -341,7 +342,7 @@ def _trainer(spec: dict, dataset, batch_size: int):
 
 def _step(spec: dict, trainer) -> tuple[float, float]:
     """One training step on the next sampled batch: (seconds waiting for the loader, seconds in all)."""
-    from sneakynet.train import train_step
+    from sneakynet.trainer import train_step
 
     model, optimizer, amp_dtype, scaler, loader = trainer
     t0 = time.perf_counter()

@@ -42,6 +42,8 @@ from .tiling import TileFilter, air_tile_filter, gaussian_importance, padded_len
 if TYPE_CHECKING:  # SimpleITK is needed only for images, not for arrays (GPU benchmarks)
     import SimpleITK as sitk
 
+    from .postprocess import PostprocessOptions
+
     from .geometry import ModelGrid
 
 ProgressCallback = Callable[[float, str], None]
@@ -126,13 +128,14 @@ class Predictor:
     ``buffer_bytes``: slab-buffer budget before the volume is split along y (3 GiB CUDA, 768 MiB
     CPU); ``skip_air``: skip tiles whose target patch is all air; ``precision``: ``auto``,
     ``float32``, ``bfloat16`` or ``float16`` (see :func:`resolve_precision`); ``channels_last``:
-    NDHWC convolutions (default: on for the CPU, off for CUDA).
+    NDHWC convolutions (default: on for the CPU, off for CUDA); ``postprocess``: clean the labels
+    with the CT after prediction (:mod:`sneakynet.postprocess`; None = off).
     """
 
     def __init__(self, bundle: str | os.PathLike | None = None, device: str = "auto", overlap: float = 0.5,
                  batch_size: int | None = None, fast: bool = False, buffer_bytes: int | None = None,
                  skip_air: bool = True, precision: str = "auto", channels_last: bool | None = None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, postprocess: "PostprocessOptions | None" = None) -> None:
         from .bundle import demo_bundle_path, load_bundle
 
         self.log = log
@@ -144,6 +147,7 @@ class Predictor:
             log(f"sneakynet: {info.disclaimer}")
         self._setup(model, tuple(info.spacing), info.normalization(), overlap, batch_size, fast, buffer_bytes, skip_air,
                     precision, channels_last)
+        self.postprocess = postprocess
 
     @classmethod
     def from_model(cls, model: MultiResolutionUNet, spacing: tuple[float, float, float],
@@ -176,6 +180,9 @@ class Predictor:
         cuda = self.device.type == "cuda"
         self.batch_size = batch_size or (4 if cuda else 2)
         self.buffer_bytes = buffer_bytes or default_buffer_bytes(self.device)
+        if self.batch_size < 1 or self.buffer_bytes < 1:
+            raise ValueError(f"batch size and buffer must be positive, got {self.batch_size} and {self.buffer_bytes}")
+        self.postprocess = None
 
     def _place_model(self) -> None:
         """Move the network to ``self.device`` in the layout and precision chosen for that device."""
@@ -216,6 +223,11 @@ class Predictor:
         progress(0.99, "mapping labels back to the input grid")
         out = grid.labels_to_input_grid(labels, image)
         del labels
+        if self.postprocess is not None:
+            from .postprocess import postprocess_image
+
+            progress(0.995, "cleaning up the labels with the CT")
+            out = postprocess_image(out, image, self.postprocess)
         stats.seconds = time.perf_counter() - t0
         progress(1.0, "done")
         return Prediction(out, stats)

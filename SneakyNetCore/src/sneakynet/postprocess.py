@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity: ribs one voxel thick stay one piece
@@ -64,6 +65,16 @@ def postprocess(labels: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[float, fl
         max_pixels = max(1, int(options.max_hole_mm2 / pixel_mm2))
         gate = None if options.fill_above_hu is None else hu >= options.fill_above_hu
         fill_cavities(out, max_pixels, gate)
+    return out
+
+
+def postprocess_image(labels: sitk.Image, ct: sitk.Image, options: PostprocessOptions = PostprocessOptions()
+                      ) -> sitk.Image:
+    """:func:`postprocess` of a label image on ``ct``'s grid (what the predictor returns)."""
+    array = postprocess(sitk.GetArrayViewFromImage(labels), sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1],
+                        options)
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(labels)
     return out
 
 

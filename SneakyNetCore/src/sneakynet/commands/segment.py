@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="segment even an image that does not look like CT "
                         "in Hounsfield units (MR, values without rescale, 8-bit, a label map); labels are then "
                         "meaningless")
+    parser.add_argument("--postprocess", action="store_true",
+                        help="clean the labels with the CT: merge stray pieces of a bone into the bone they touch, "
+                        "fill marrow cavities, drop labelled air (sneakynet.postprocess)")
     parser.add_argument("--dicom-seg", type=Path, default=None, metavar="PATH",
                         help="DICOM input only: also write a DICOM Segmentation (.dcm) referencing the source series")
 
@@ -172,10 +175,12 @@ def _load_predictor(args: argparse.Namespace, device: str | None = None,
     from sneakynet.bundle import BundleError
     from sneakynet.console import UserError
     from sneakynet.infer import Predictor
+    from sneakynet.postprocess import PostprocessOptions
 
     try:
         return Predictor(args.model, device=device or args.device, overlap=args.overlap, fast=args.fast,
-                         batch_size=args.batch_size, precision=args.precision, log=log or (lambda m: tqdm.write(m)))
+                         batch_size=args.batch_size, precision=args.precision, log=log or (lambda m: tqdm.write(m)),
+                         postprocess=PostprocessOptions() if args.postprocess else None)
     except (BundleError, FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
 

@@ -264,6 +264,16 @@ class SkeletonBuilder:
 
     # ------------------------------------------------------------------ thorax
     def build_ribs_sternum(self) -> None:
+        """Ribs 1-12 (both sides), manubrium and sternal body, and the unlabelled costal cartilages."""
+        ends = self._ribs()
+        jugular, angle_pt, xiphoid, man_axis = self._sternum(ends)
+        self.soft["cartilage"] = self._costal_cartilages(ends, jugular, angle_pt, xiphoid, man_axis)
+
+    def _ribs(self) -> np.ndarray:
+        """Ribs as tubes from the vertebral head along a dropping ellipse; returns their anterior ends (12 x 3).
+
+        Fills ``ribs_info`` (ellipse, height and end of each rib), which the body uses for the chest wall.
+        """
         s, rng = self.s, self.rng
         A = np.array([58, 85, 100, 112, 122, 130, 135, 138, 138, 135, 125, 110]) * s * self.chest_w
         B = np.array([40, 55, 65, 75, 82, 88, 93, 97, 99, 100, 100, 100]) * s * self.chest_d
@@ -294,8 +304,15 @@ class SkeletonBuilder:
             self.ribs_info.append(dict(A=A[i], B=B[i], y_ce=y_ce, z_head=head[2], drop=drop[i], r=r,
                                        end=pts[-1], phi_end=phi_end[i]))
             ends.append(pts[-1])
-        # sternum: manubrium between ribs 1-2 ends, body from rib 2 to rib 7 ends
-        e = np.array(ends)
+        return np.array(ends)
+
+    def _sternum(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Manubrium between the ends of ribs 1-2 and the body from rib 2 to rib 7.
+
+        Returns the jugular notch, sternal angle, xiphoid and the manubrium's axis (the cartilages
+        attach along them).
+        """
+        s = self.s
         front = lambda i: self.ribs_info[i]["y_ce"] - self.ribs_info[i]["B"]  # noqa: E731
         jugular = np.array([0, min(e[0, 1], front(0)) - 4 * s, e[0, 2] + 14 * s])
         angle_pt = np.array([0, e[1, 1] - 10 * s, e[1, 2] - 2 * s])
@@ -313,7 +330,12 @@ class SkeletonBuilder:
         body_len = np.linalg.norm(angle_pt - xiphoid)
         body = Cylinder(body_c, frame(body_axis, X), 15 * s, 6 * s, body_len / 2 - 1.5 * s, rounding=2 * s)
         self.add("sternum_body", [body], cortex_adult=1.5, family=0.95, anchor=body_c)
-        # costal cartilages (unlabelled): ribs 1-7 to the sternum edge, 8-10 to the cartilage above
+        return jugular, angle_pt, xiphoid, man_axis
+
+    def _costal_cartilages(self, e: np.ndarray, jugular: np.ndarray, angle_pt: np.ndarray, xiphoid: np.ndarray,
+                           man_axis: np.ndarray) -> list[Shape]:
+        """Costal cartilages (unlabelled, both sides): ribs 1-7 to the sternum edge, 8-10 to the cartilage above."""
+        s = self.s
         cart: list[Shape] = []
         stern_pts = [jugular - man_axis * 10 * s + X * 20 * s, angle_pt + X * 16 * s]
         for k in range(5):
@@ -337,7 +359,7 @@ class SkeletonBuilder:
             pts[0] = end + unit(pts[1] - end) * (r + 1.5 * s)  # leave a gap to the bony rib
             for sh in tube(pts, r):
                 cart += [sh, sh.mirrored()]
-        self.soft["cartilage"] = cart
+        return cart
 
     # ------------------------------------------------------------------ shoulder and arm
     def build_shoulders(self) -> None:

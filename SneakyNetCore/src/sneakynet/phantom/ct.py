@@ -66,12 +66,30 @@ def _union_sdf(grid: Grid, parts, sl: tuple[slice, slice, slice]) -> np.ndarray:
 def render(anat: Anatomy, grid: Grid, blur_mm: float, noise_hu: float, noise_rng: np.random.Generator
            ) -> Rendered:
     """Draw ``anat`` on ``grid``; see module docstring."""
-    shape = grid.shape
     h = float(np.mean(grid.spacing))
-    hu_t = anat.hu
-    lean = np.full(shape, _FAR, dtype=_F32)
-    body = np.full(shape, _FAR, dtype=_F32)
-    cavity = np.zeros(shape, dtype=bool)
+    lean, body, cavity = _body_distances(anat, grid, h)
+    hu, inside = _layer_hu(anat, lean, body, cavity)
+    del lean, body
+    _paint_organs_and_lungs(anat, grid, hu, cavity, inside)
+    del cavity, inside
+    table = load_label_table()
+    labels = _draw_bones(anat, grid, hu, h, table)
+    placed = _place_missing(anat, grid, labels, hu, table)
+    counts = np.bincount(labels.ravel(), minlength=256)
+    missing = [b.name for b in anat.bones if counts[table.by_name(b.name).id] == 0]
+    ct = _scanner(hu, grid, blur_mm, noise_hu, noise_rng)
+    return Rendered(ct, labels, placed, missing)
+
+
+def _body_distances(anat: Anatomy, grid: Grid, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed distances to the lean (muscle) and skin surfaces, and the visceral cavity mask.
+
+    The trunk is evaluated in slabs (bounded memory); the envelope shapes (head, neck, limbs)
+    are merged in by union, each with its own fat thickness.
+    """
+    lean = np.full(grid.shape, _FAR, dtype=_F32)
+    body = np.full(grid.shape, _FAR, dtype=_F32)
+    cavity = np.zeros(grid.shape, dtype=bool)
     fat = anat.trunk_fat_mm
     tsl = grid.index_box(*anat.trunk.bounds(grow=fat + h))
     if tsl is not None:
@@ -89,8 +107,17 @@ def render(anat: Anatomy, grid: Grid, blur_mm: float, noise_hu: float, noise_rng
         d = shape_.sdf(x, y, z)
         np.minimum(lean[sl], d, out=lean[sl])
         np.minimum(body[sl], d - _F32(f), out=body[sl])
-    # layers: air | skin | fat | muscle, viscera inside the cavity
-    hu = np.full(shape, hu_t.air, dtype=_F32)
+    return lean, body, cavity
+
+
+def _layer_hu(anat: Anatomy, lean: np.ndarray, body: np.ndarray, cavity: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """HU of the soft-tissue layers (air | skin | fat | muscle, viscera inside the cavity) and the body mask.
+
+    ``cavity`` is narrowed in place to the muscle region, so organs stay inside the body wall.
+    """
+    hu_t = anat.hu
+    hu = np.full(lean.shape, hu_t.air, dtype=_F32)
     inside = body <= 0
     hu[inside] = hu_t.skin
     deep = body <= -_F32(anat.skin_mm)
@@ -99,37 +126,44 @@ def render(anat: Anatomy, grid: Grid, blur_mm: float, noise_hu: float, noise_rng
     hu[muscle] = hu_t.muscle
     cavity &= muscle
     hu[cavity] = hu_t.viscera
-    del lean, muscle, deep
+    return hu, inside
 
-    def paint(t: Tissue) -> None:
-        lo, hi = t.bounds()
-        sl = grid.index_box(lo, hi)
-        if sl is None:
-            return
-        m = _union_sdf(grid, t.parts, sl) < 0
-        if t.within == "cavity":
-            m &= cavity[sl]
-        elif t.within == "body":
-            m &= inside[sl]
-        elif t.within == "lung":
-            m &= hu[sl] == _F32(hu_t.lung)
-        hu[sl][m] = t.hu
 
+def _paint(grid: Grid, hu: np.ndarray, t: Tissue, cavity: np.ndarray, inside: np.ndarray, lung_hu: float) -> None:
+    """Set the voxels of tissue ``t`` to its HU, limited to the region it must stay within."""
+    lo, hi = t.bounds()
+    sl = grid.index_box(lo, hi)
+    if sl is None:
+        return
+    m = _union_sdf(grid, t.parts, sl) < 0
+    if t.within == "cavity":
+        m &= cavity[sl]
+    elif t.within == "body":
+        m &= inside[sl]
+    elif t.within == "lung":
+        m &= hu[sl] == _F32(lung_hu)
+    hu[sl][m] = t.hu
+
+
+def _paint_organs_and_lungs(anat: Anatomy, grid: Grid, hu: np.ndarray, cavity: np.ndarray, inside: np.ndarray
+                            ) -> None:
+    """Organs drawn before the lungs, the lungs (inside the cavity), then organs drawn over them."""
+    lung_hu = anat.hu.lung
     for t in anat.organs_before_lungs:
-        paint(t)
+        _paint(grid, hu, t, cavity, inside, lung_hu)
     lsl = grid.index_box(*anat.lungs.bounds())
     if lsl is not None:
         for sl in _slabs(lsl):
             x, y, z = grid.coords(sl)
             m = anat.lungs.mask(x, y, z) & cavity[sl]
-            hu[sl][m] = hu_t.lung
+            hu[sl][m] = lung_hu
     for t in anat.organs_after_lungs:
-        paint(t)
-    del body, cavity, inside
+        _paint(grid, hu, t, cavity, inside, lung_hu)
 
-    # bones: label by voxel centre, intensity anti-aliased over about one voxel
-    table = load_label_table()
-    labels = np.zeros(shape, dtype=np.uint8)
+
+def _draw_bones(anat: Anatomy, grid: Grid, hu: np.ndarray, h: float, table) -> np.ndarray:
+    """Label map of the bones (by voxel centre) and their HU blended into ``hu`` over about one voxel."""
+    labels = np.zeros(grid.shape, dtype=np.uint8)
     for bone in anat.bones:
         bid = table.by_name(bone.name).id
         lo, hi = bone.bounds()
@@ -143,18 +177,19 @@ def render(anat: Anatomy, grid: Grid, blur_mm: float, noise_hu: float, noise_rng
         value = np.where(d > -_F32(bone.cortex_mm), _F32(bone.hu_cortex), _F32(bone.hu_core))
         sub = hu[sl]
         sub[touched] += cover[touched] * (value[touched] - sub[touched])
+    return labels
 
-    placed = _place_missing(anat, grid, labels, hu, table)
-    counts = np.bincount(labels.ravel(), minlength=256)
-    missing = [b.name for b in anat.bones if counts[table.by_name(b.name).id] == 0]
+
+def _scanner(hu: np.ndarray, grid: Grid, blur_mm: float, noise_hu: float, noise_rng: np.random.Generator
+             ) -> np.ndarray:
+    """Scanner effects on ``hu``: point-spread blur, Gaussian noise, HU clipping, rounding to int16."""
     if blur_mm > 0:
         sigma = [blur_mm / grid.spacing[2], blur_mm / grid.spacing[1], blur_mm / grid.spacing[0]]
         hu = gaussian_filter(hu, sigma=sigma, truncate=3.0, mode="nearest")
     if noise_hu > 0:
-        hu += noise_rng.standard_normal(shape, dtype=_F32) * _F32(noise_hu)
+        hu += noise_rng.standard_normal(hu.shape, dtype=_F32) * _F32(noise_hu)
     np.clip(hu, HU_MIN, HU_MAX, out=hu)
-    ct = np.rint(hu).astype(np.int16)
-    return Rendered(ct, labels, placed, missing)
+    return np.rint(hu).astype(np.int16)
 
 
 def _place_missing(anat: Anatomy, grid: Grid, labels: np.ndarray, hu: np.ndarray, table) -> list[str]:

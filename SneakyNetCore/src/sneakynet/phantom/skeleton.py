@@ -91,6 +91,23 @@ class ArmPose:
     spread: float  # finger fan, degrees between rays
 
 
+@dataclass(frozen=True)
+class ArmFrame:
+    """Joint centres and axes of one (left) arm, from which its bones and soft tissue are placed."""
+
+    head: np.ndarray  # humeral head centre
+    elbow: np.ndarray
+    wrist: np.ndarray
+    dh: np.ndarray  # along the upper arm (shoulder -> elbow)
+    lat: np.ndarray  # lateral, perpendicular to dh
+    ant: np.ndarray  # anterior, perpendicular to dh
+    df: np.ndarray  # along the forearm (elbow -> wrist)
+    ant_f: np.ndarray  # anterior of the forearm
+    u: np.ndarray  # hand frame: along the hand
+    v: np.ndarray  # to the thumb side
+    w: np.ndarray  # palmar
+
+
 class SkeletonBuilder:
     """Builds the bones of one case from a seeded generator; see module docstring."""
 
@@ -264,6 +281,16 @@ class SkeletonBuilder:
 
     # ------------------------------------------------------------------ thorax
     def build_ribs_sternum(self) -> None:
+        """Ribs 1-12 (both sides), manubrium and sternal body, and the unlabelled costal cartilages."""
+        ends = self._ribs()
+        jugular, angle_pt, xiphoid, man_axis = self._sternum(ends)
+        self.soft["cartilage"] = self._costal_cartilages(ends, jugular, angle_pt, xiphoid, man_axis)
+
+    def _ribs(self) -> np.ndarray:
+        """Ribs as tubes from the vertebral head along a dropping ellipse; returns their anterior ends (12 x 3).
+
+        Fills ``ribs_info`` (ellipse, height and end of each rib), which the body uses for the chest wall.
+        """
         s, rng = self.s, self.rng
         A = np.array([58, 85, 100, 112, 122, 130, 135, 138, 138, 135, 125, 110]) * s * self.chest_w
         B = np.array([40, 55, 65, 75, 82, 88, 93, 97, 99, 100, 100, 100]) * s * self.chest_d
@@ -294,8 +321,15 @@ class SkeletonBuilder:
             self.ribs_info.append(dict(A=A[i], B=B[i], y_ce=y_ce, z_head=head[2], drop=drop[i], r=r,
                                        end=pts[-1], phi_end=phi_end[i]))
             ends.append(pts[-1])
-        # sternum: manubrium between ribs 1-2 ends, body from rib 2 to rib 7 ends
-        e = np.array(ends)
+        return np.array(ends)
+
+    def _sternum(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Manubrium between the ends of ribs 1-2 and the body from rib 2 to rib 7.
+
+        Returns the jugular notch, sternal angle, xiphoid and the manubrium's axis (the cartilages
+        attach along them).
+        """
+        s = self.s
         front = lambda i: self.ribs_info[i]["y_ce"] - self.ribs_info[i]["B"]  # noqa: E731
         jugular = np.array([0, min(e[0, 1], front(0)) - 4 * s, e[0, 2] + 14 * s])
         angle_pt = np.array([0, e[1, 1] - 10 * s, e[1, 2] - 2 * s])
@@ -313,7 +347,12 @@ class SkeletonBuilder:
         body_len = np.linalg.norm(angle_pt - xiphoid)
         body = Cylinder(body_c, frame(body_axis, X), 15 * s, 6 * s, body_len / 2 - 1.5 * s, rounding=2 * s)
         self.add("sternum_body", [body], cortex_adult=1.5, family=0.95, anchor=body_c)
-        # costal cartilages (unlabelled): ribs 1-7 to the sternum edge, 8-10 to the cartilage above
+        return jugular, angle_pt, xiphoid, man_axis
+
+    def _costal_cartilages(self, e: np.ndarray, jugular: np.ndarray, angle_pt: np.ndarray, xiphoid: np.ndarray,
+                           man_axis: np.ndarray) -> list[Shape]:
+        """Costal cartilages (unlabelled, both sides): ribs 1-7 to the sternum edge, 8-10 to the cartilage above."""
+        s = self.s
         cart: list[Shape] = []
         stern_pts = [jugular - man_axis * 10 * s + X * 20 * s, angle_pt + X * 16 * s]
         for k in range(5):
@@ -337,7 +376,7 @@ class SkeletonBuilder:
             pts[0] = end + unit(pts[1] - end) * (r + 1.5 * s)  # leave a gap to the bony rib
             for sh in tube(pts, r):
                 cart += [sh, sh.mirrored()]
-        self.soft["cartilage"] = cart
+        return cart
 
     # ------------------------------------------------------------------ shoulder and arm
     def build_shoulders(self) -> None:
@@ -390,6 +429,28 @@ class SkeletonBuilder:
 
     def build_arm(self, pose: ArmPose, side: str) -> None:
         """Humerus, radius, ulna and hand of one side; built at +x and mirrored for ``side='right'``."""
+        f = self._arm_frame(pose)
+        bones = self._arm_long_bones(f)
+        bones.update(self._hand(f.wrist, f.u, f.v, f.w, pose))
+        mirror = side == "right"
+        self._add_arm_bones(bones, side, mirror)
+        m = np.array([-1.0, 1, 1]) if mirror else np.ones(3)
+        self.landmarks[f"humeral_head_{side}"] = f.head * m
+        self.landmarks[f"elbow_{side}"] = f.elbow * m
+        self.landmarks[f"wrist_{side}"] = f.wrist * m
+        # soft-tissue envelope of the limb (lean: muscle), mirrored like the bones
+        s = self.s
+        env: list[Shape] = [
+            Capsule(f.head + f.dh * 5 * s, f.elbow, 40 * s, 33 * s),
+            Capsule(f.elbow, f.wrist - f.df * 10 * s, 34 * s, 22 * s),
+            Ellipsoid(f.wrist + f.u * 18 * s, np.array([22, 13, 22]) * s, np.stack([f.v, f.w, f.u], axis=1)),
+        ]
+        env += self._hand_envelope
+        for shp in env:
+            self.envelope.append((shp.mirrored() if mirror else shp, "limb"))
+
+    def _arm_frame(self, pose: ArmPose) -> ArmFrame:
+        """Joint centres and axes of the left arm in ``pose`` (shoulder, elbow, wrist, hand frame)."""
         s = self.s
         G = self.landmarks["glenoid_left"]
         dh = rotate_towards(rotate_towards(-Z, X, np.radians(pose.abduction)), -Y, np.radians(pose.flexion))
@@ -398,14 +459,25 @@ class SkeletonBuilder:
         if ant[1] > 0:
             ant = -ant
         HH = G + lat * (6 + 2 + 22) * s
-        L_h = 300 * s
-        E = HH + dh * L_h
+        E = HH + dh * (300 * s)
         f = np.radians(pose.elbow)
         df = np.cos(f) * dh + np.sin(f) * ant
         ant_f = -np.sin(f) * dh + np.cos(f) * ant
-        L_f = 245 * s
-        W = E + df * L_f
-        parts: list[Shape] = [
+        W = E + df * (245 * s)
+        # hand frame: u along the hand, v to the thumb side, w palmar (u x v = w for the left hand)
+        psi = np.radians(pose.pronation)
+        v0, w0 = ant_f, -lat
+        v_h = np.cos(psi) * v0 - np.sin(psi) * w0
+        u_h = rotate_towards(df, np.cross(df, v_h), np.radians(pose.wrist))
+        v_h = unit(v_h - np.dot(v_h, u_h) * u_h)
+        return ArmFrame(HH, E, W, dh, lat, ant, df, ant_f, u_h, v_h, np.cross(u_h, v_h))
+
+    def _arm_long_bones(self, f: ArmFrame) -> dict[str, tuple[list[Shape], float, float, np.ndarray]]:
+        """Humerus, radius and ulna as (parts, adult cortex mm, HU family factor, anchor)."""
+        s = self.s
+        HH, E, W, dh, lat, ant, df, ant_f = f.head, f.elbow, f.wrist, f.dh, f.lat, f.ant, f.df, f.ant_f
+        v_h, w_h, u_h = f.v, f.w, f.u
+        humerus: list[Shape] = [
             Sphere(HH, 22 * s),
             Ellipsoid(HH + lat * 17 * s + dh * 9 * s - ant * 4 * s, np.array([10, 12, 12]) * s),
             Capsule(HH + dh * 12 * s + lat * 5 * s, HH + dh * 48 * s + lat * 5 * s, 14 * s, 11 * s),
@@ -414,34 +486,27 @@ class SkeletonBuilder:
             Capsule(E - dh * 6 * s + lat * 28 * s, E - dh * 6 * s - lat * 30 * s, 8 * s, 9 * s),
             Capsule(E + lat * 16 * s, E - lat * 18 * s, 10 * s, 10 * s),
         ]
-        bones: dict[str, tuple[list[Shape], float, float, np.ndarray]] = {}
-        bones["humerus"] = (parts, 3.5, 1.04, HH + dh * 150 * s)
-        # hand frame: u along the hand, v to the thumb side, w palmar (u x v = w for the left hand)
-        psi = np.radians(pose.pronation)
-        v0, w0 = ant_f, -lat
-        v_h = np.cos(psi) * v0 - np.sin(psi) * w0
-        u_h = rotate_towards(df, np.cross(df, v_h), np.radians(pose.wrist))
-        v_h = unit(v_h - np.dot(v_h, u_h) * u_h)
-        w_h = np.cross(u_h, v_h)
         RH = E + lat * 12 * s + df * 16 * s
-        radius_parts: list[Shape] = [
+        radius: list[Shape] = [
             Cylinder(RH, frame(df, lat), 10 * s, 10 * s, 5 * s, rounding=2 * s),
             Capsule(RH + df * 5 * s, RH + df * 30 * s, 7 * s, 6 * s),
             Capsule(RH + df * 30 * s, W - df * 45 * s + v_h * 8 * s, 6 * s, 7 * s),
             Capsule(W - df * 45 * s + v_h * 8 * s, W - df * 12 * s + v_h * 7 * s, 7 * s, 10 * s),
             Ellipsoid(W - u_h * 8 * s + v_h * 5 * s, np.array([16, 10, 7]) * s, np.stack([v_h, w_h, u_h], axis=1)),
         ]
-        bones["radius"] = (radius_parts, 2.8, 1.03, (RH + W) / 2 + v_h * 4 * s)
-        ulna_parts: list[Shape] = [
+        ulna: list[Shape] = [
             Capsule(E - ant_f * 13 * s - df * 22 * s, E - ant_f * 8 * s + df * 2 * s, 9 * s, 9 * s),
             Capsule(E - ant_f * 8 * s + df * 2 * s, E - lat * 6 * s + df * 28 * s, 9 * s, 8 * s),
             Capsule(E - lat * 6 * s + df * 28 * s, W - df * 22 * s - v_h * 10 * s, 8 * s, 5 * s),
             Sphere(W - df * 12 * s - v_h * 10 * s, 6.5 * s),
         ]
-        bones["ulna"] = (ulna_parts, 2.8, 1.03, (E + W) / 2 - v_h * 6 * s)
-        hand = self._hand(W, u_h, v_h, w_h, pose)
-        bones.update(hand)
-        mirror = side == "right"
+        return {"humerus": (humerus, 3.5, 1.04, HH + dh * 150 * s),
+                "radius": (radius, 2.8, 1.03, (RH + W) / 2 + v_h * 4 * s),
+                "ulna": (ulna, 2.8, 1.03, (E + W) / 2 - v_h * 6 * s)}
+
+    def _add_arm_bones(self, bones: dict[str, tuple[list[Shape], float, float, np.ndarray]], side: str,
+                       mirror: bool) -> None:
+        """Add the bones of one arm under ``<name>_<side>``, mirrored to -x for the right side."""
         for name, (parts_, cortex, family, anchor) in bones.items():
             full = f"{name}_{side}"
             if mirror:
@@ -449,33 +514,47 @@ class SkeletonBuilder:
                 anchor = anchor * np.array([-1.0, 1, 1])
             min_c = 1.0 if name not in ("humerus", "radius", "ulna") else 1.4
             self.add(full, parts_, cortex_adult=cortex, family=family, anchor=anchor, min_cortex=min_c)
-        m = np.array([-1.0, 1, 1]) if mirror else np.ones(3)
-        self.landmarks[f"humeral_head_{side}"] = HH * m
-        self.landmarks[f"elbow_{side}"] = E * m
-        self.landmarks[f"wrist_{side}"] = W * m
-        # soft-tissue envelope of the limb (lean: muscle), mirrored like the bones
-        env: list[Shape] = [
-            Capsule(HH + dh * 5 * s, E, 40 * s, 33 * s),
-            Capsule(E, W - df * 10 * s, 34 * s, 22 * s),
-            Ellipsoid(W + u_h * 18 * s, np.array([22, 13, 22]) * s, np.stack([v_h, w_h, u_h], axis=1)),
-        ]
-        env += self._hand_envelope
-        for shp in env:
-            self.envelope.append((shp.mirrored() if mirror else shp, "limb"))
+
+    def _hand_point(self, W: np.ndarray, R: np.ndarray, uu: float, vv: float, ww: float) -> np.ndarray:
+        """Point at hand coordinates (u, v, w) in adult mm from the wrist ``W`` (hand frame ``R``)."""
+        return W + R @ (np.array([uu, vv, ww]) * self.hs)
+
+    def _hand_radius(self, adult: float) -> float:
+        """Adult hand-bone radius -> phantom mm, never below the hand's minimum radius."""
+        return max(adult * self.hs, HAND_MIN_RADIUS_MM)
 
     def _hand(self, W: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray, pose: ArmPose
               ) -> dict[str, tuple[list[Shape], float, float, np.ndarray]]:
-        hs = self.hs
-        rmin = HAND_MIN_RADIUS_MM
+        """Carpals, metacarpals, phalanges and the thumb sesamoid of a left hand at wrist ``W``.
+
+        Also sets ``_hand_envelope`` (soft tissue of fingers and palm) and appends the fingertips.
+        """
         R = np.stack([u, v, w], axis=1)
+        out = self._carpals(W, R, u, v, w)
+        # metacarpals: (base u, v, w), direction in (u, v, w), length, radii (base, shaft, head)
+        spread = np.radians(pose.spread)
+        mc = {
+            1: ((31, 20, 5), unit(np.array([0.72, 0.55, 0.42])), 44, (5.5, 4.0, 5.5)),
+            2: ((37, 8.5, 0), unit(np.array([1, np.tan(spread * 0.8), 0.03])), 64, (5.5, 3.8, 5.5)),
+            3: ((41, -1.5, 0), unit(np.array([1, 0, 0.03])), 60, (5.5, 3.8, 5.5)),
+            4: ((38.5, -10.5, 0), unit(np.array([1, -np.tan(spread * 0.8), 0.03])), 54, (4.8, 3.3, 4.8)),
+            5: ((38, -18.5, 0), unit(np.array([1, -np.tan(spread * 1.7), 0.03])), 49, (4.8, 3.3, 4.8)),
+        }
+        env: list[Shape] = []
+        for k, (base, d_local, length, radii) in mc.items():
+            d = R @ d_local
+            start = self._hand_point(W, R, *base)
+            parts, end = self._hand_long_bone(start, d, length, radii, env)
+            out[f"metacarpal_{k}"] = (parts, 1.4, 1.0, start + d * length * self.hs * 0.5)
+            out.update(self._finger(k, end, d, radii[2], v, w, pose.fingers[k - 1], env))
+        palm = [self._hand_point(W, R, *c) for c in ((37, 8.5, 0), (38, -18.5, 0), (95, 10, 2), (85, -26, 2))]
+        env += [Slab(palm[0], palm[1], palm[2], 12 * self.hs), Slab(palm[1], palm[2], palm[3], 12 * self.hs)]
+        self._hand_envelope = env
+        return out
 
-        def P(uu: float, vv: float, ww: float) -> np.ndarray:
-            return W + R @ (np.array([uu, vv, ww]) * hs)
-
-        def rad(adult: float) -> float:
-            return max(adult * hs, rmin)
-
-        out: dict[str, tuple[list[Shape], float, float, np.ndarray]] = {}
+    def _carpals(self, W: np.ndarray, R: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray
+                 ) -> dict[str, tuple[list[Shape], float, float, np.ndarray]]:
+        """The eight carpal bones as ellipsoids: (centre u, v, w), (half-lengths along u, v, w) in adult mm."""
         carpals = {
             "scaphoid": ((10, 11.5, 1.5), (7.5, 5.5, 6)),
             "lunate": ((9, 0, 0), (6.5, 5, 7)),
@@ -486,69 +565,67 @@ class SkeletonBuilder:
             "capitate": ((27, -1.5, 0), (9, 5, 6.5)),
             "hamate": ((25.5, -11.5, 0.5), (8, 5, 6.5)),
         }
+        out: dict[str, tuple[list[Shape], float, float, np.ndarray]] = {}
         for name, (c, r) in carpals.items():
-            radii = np.array([rad(r[1]), rad(r[2]), rad(r[0])])  # along v, w, u
-            centre = P(*c)
+            radii = np.array([self._hand_radius(r[1]), self._hand_radius(r[2]), self._hand_radius(r[0])])
+            centre = self._hand_point(W, R, *c)
             out[name] = ([Ellipsoid(centre, radii, np.stack([v, w, u], axis=1))], 1.0, 0.98, centre)
-        # metacarpals: (base u, v, w), direction in (u, v, w), length, radii (base, shaft, head)
-        spread = np.radians(pose.spread)
-        mc = {
-            1: ((31, 20, 5), unit(np.array([0.72, 0.55, 0.42])), 44, (5.5, 4.0, 5.5)),
-            2: ((37, 8.5, 0), unit(np.array([1, np.tan(spread * 0.8), 0.03])), 64, (5.5, 3.8, 5.5)),
-            3: ((41, -1.5, 0), unit(np.array([1, 0, 0.03])), 60, (5.5, 3.8, 5.5)),
-            4: ((38.5, -10.5, 0), unit(np.array([1, -np.tan(spread * 0.8), 0.03])), 54, (4.8, 3.3, 4.8)),
-            5: ((38, -18.5, 0), unit(np.array([1, -np.tan(spread * 1.7), 0.03])), 49, (4.8, 3.3, 4.8)),
-        }
-        prox_len = {1: 31, 2: 40, 3: 45, 4: 42, 5: 33}
-        mid_len = {2: 24, 3: 28, 4: 27, 5: 19}
-        dist_len = {1: 23, 2: 18, 3: 19, 4: 19, 5: 17}
-        env: list[Shape] = []
+        return out
 
-        def long_bone(start: np.ndarray, d: np.ndarray, length: float, radii: tuple[float, float, float]
-                      ) -> tuple[list[Shape], np.ndarray]:
-            rb, rs, rh = (rad(x) for x in radii)
-            L = length * hs
-            a = start + d * rb
-            b = start + d * (L - rh)
-            mid = start + d * (L * 0.5)
-            parts: list[Shape] = [Capsule(a, mid, rb, rs), Capsule(mid, b, rs, rh)]
-            env.append(Capsule(a, b, rb + 3.5 * hs, rh + 3.5 * hs))
-            return parts, start + d * L
+    def _hand_long_bone(self, start: np.ndarray, d: np.ndarray, length: float, radii: tuple[float, float, float],
+                        env: list[Shape]) -> tuple[list[Shape], np.ndarray]:
+        """Metacarpal or phalanx from ``start`` along ``d``: two tapered capsules; adds its soft tissue to ``env``.
 
-        for k, (base, d_local, length, radii) in mc.items():
-            d = R @ d_local
-            start = P(*base)
-            parts, end = long_bone(start, d, length, radii)
-            out[f"metacarpal_{k}"] = (parts, 1.4, 1.0, start + d * length * hs * 0.5)
-            flex = pose.fingers[k - 1]
-            gap = 2.2 * hs
-            thumb = k == 1
-            scale = 1.15 if thumb else 1.0
-            palmar = unit(w - np.dot(w, d) * d)
-            if thumb:  # the thumb curls towards the index finger and the palm
-                palmar = unit(0.6 * palmar - 0.8 * unit(v - np.dot(v, d) * d))
-                head_c = end - d * rad(radii[2])
-                ses_r = max(3.2 * hs, rmin + 0.2)
-                ses_c = head_c + palmar * (rad(radii[2]) + ses_r + 0.8 * hs) + d * 1.5 * hs
-                out["sesamoid_thumb"] = ([Sphere(ses_c, ses_r)], 0.8, 0.98, ses_c)
-            d1 = rotate_towards(d, palmar, np.radians(flex[0]))
-            p_parts, p_end = long_bone(end + d1 * gap, d1, prox_len[k], (4.8 * scale, 3.6 * scale, 4.0 * scale))
-            out[f"phalanx_proximal_{k}"] = (p_parts, 1.2, 1.0, end + d1 * (gap + prox_len[k] * hs * 0.5))
-            d2 = rotate_towards(d1, palmar, np.radians(flex[1]))
-            if not thumb:
-                m_parts, m_end = long_bone(p_end + d2 * gap, d2, mid_len[k], (4.0, 3.0, 3.4))
-                out[f"phalanx_middle_{k}"] = (m_parts, 1.0, 1.0, p_end + d2 * (gap + mid_len[k] * hs * 0.5))
-                d3 = rotate_towards(d2, palmar, np.radians(flex[2]))
-                start3 = m_end + d3 * gap
-            else:
-                d3 = d2
-                start3 = p_end + d3 * gap
-            t_parts, t_end = long_bone(start3, d3, dist_len[k], (3.6 * scale, 2.6 * scale, 3.0 * scale))
-            out[f"phalanx_distal_{k}"] = (t_parts, 1.0, 1.0, start3 + d3 * dist_len[k] * hs * 0.5)
-            self._fingertips.append(t_end)
-        palm = [P(37, 8.5, 0), P(38, -18.5, 0), P(95, 10, 2), P(85, -26, 2)]
-        env += [Slab(palm[0], palm[1], palm[2], 12 * self.hs), Slab(palm[1], palm[2], palm[3], 12 * self.hs)]
-        self._hand_envelope = env
+        Returns the parts and the bone's distal end.
+        """
+        hs = self.hs
+        rb, rs, rh = (self._hand_radius(x) for x in radii)
+        L = length * hs
+        a = start + d * rb
+        b = start + d * (L - rh)
+        mid = start + d * (L * 0.5)
+        parts: list[Shape] = [Capsule(a, mid, rb, rs), Capsule(mid, b, rs, rh)]
+        env.append(Capsule(a, b, rb + 3.5 * hs, rh + 3.5 * hs))
+        return parts, start + d * L
+
+    def _finger(self, k: int, end: np.ndarray, d: np.ndarray, head_radius: float, v: np.ndarray, w: np.ndarray,
+                flex: tuple[float, float, float], env: list[Shape]
+                ) -> dict[str, tuple[list[Shape], float, float, np.ndarray]]:
+        """Phalanges of finger ``k`` beyond metacarpal head ``end``, flexed by ``flex`` (MCP, PIP, DIP degrees).
+
+        The thumb has no middle phalanx but a sesamoid; the fingertip is appended to ``_fingertips``.
+        """
+        hs = self.hs
+        out: dict[str, tuple[list[Shape], float, float, np.ndarray]] = {}
+        gap = 2.2 * hs
+        thumb = k == 1
+        scale = 1.15 if thumb else 1.0
+        palmar = unit(w - np.dot(w, d) * d)
+        if thumb:  # the thumb curls towards the index finger and the palm
+            palmar = unit(0.6 * palmar - 0.8 * unit(v - np.dot(v, d) * d))
+            head_c = end - d * self._hand_radius(head_radius)
+            ses_r = max(3.2 * hs, HAND_MIN_RADIUS_MM + 0.2)
+            ses_c = head_c + palmar * (self._hand_radius(head_radius) + ses_r + 0.8 * hs) + d * 1.5 * hs
+            out["sesamoid_thumb"] = ([Sphere(ses_c, ses_r)], 0.8, 0.98, ses_c)
+        prox_len = {1: 31, 2: 40, 3: 45, 4: 42, 5: 33}[k]
+        d1 = rotate_towards(d, palmar, np.radians(flex[0]))
+        p_parts, p_end = self._hand_long_bone(end + d1 * gap, d1, prox_len, (4.8 * scale, 3.6 * scale, 4.0 * scale),
+                                              env)
+        out[f"phalanx_proximal_{k}"] = (p_parts, 1.2, 1.0, end + d1 * (gap + prox_len * hs * 0.5))
+        d2 = rotate_towards(d1, palmar, np.radians(flex[1]))
+        if not thumb:
+            mid_len = {2: 24, 3: 28, 4: 27, 5: 19}[k]
+            m_parts, m_end = self._hand_long_bone(p_end + d2 * gap, d2, mid_len, (4.0, 3.0, 3.4), env)
+            out[f"phalanx_middle_{k}"] = (m_parts, 1.0, 1.0, p_end + d2 * (gap + mid_len * hs * 0.5))
+            d3 = rotate_towards(d2, palmar, np.radians(flex[2]))
+            start3 = m_end + d3 * gap
+        else:
+            d3 = d2
+            start3 = p_end + d3 * gap
+        dist_len = {1: 23, 2: 18, 3: 19, 4: 19, 5: 17}[k]
+        t_parts, t_end = self._hand_long_bone(start3, d3, dist_len, (3.6 * scale, 2.6 * scale, 3.0 * scale), env)
+        out[f"phalanx_distal_{k}"] = (t_parts, 1.0, 1.0, start3 + d3 * dist_len * hs * 0.5)
+        self._fingertips.append(t_end)
         return out
 
     # ------------------------------------------------------------------ head

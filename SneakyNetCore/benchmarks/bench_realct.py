@@ -83,13 +83,16 @@ def predictor_name(predictor) -> str:
 
 
 def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, device: str = "cpu",
-                  figures: Path | None = None, fast: bool = False, bones: bool = False) -> tuple[str, list[dict]]:
+                  figures: Path | None = None, fast: bool = False, bones: bool = False,
+                  postprocess: bool = False) -> tuple[str, list[dict]]:
     """Run every case; returns the printed table (with per-bone lines if ``bones``) and the JSON
     records. ``fast``: no tile overlap (quick checks only; the documented table uses the default
-    overlap, as ``sneakynet segment`` does)."""
+    overlap, as ``sneakynet segment`` does); ``postprocess``: as ``sneakynet segment --postprocess``."""
     from sneakynet.infer import Predictor
+    from sneakynet.postprocess import PostprocessOptions
 
-    predictor = Predictor(model, device=device, fast=fast, log=lambda m: None)
+    predictor = Predictor(model, device=device, fast=fast, log=lambda m: None,
+                          postprocess=PostprocessOptions() if postprocess else None)
     records = [run_case(predictor, case, data, figures) for case in cases]
     extra = {"prediction time (s)": [f"{r['seconds']:.1f}" for r in records]}
     scores = [(r["case"], r.pop("score_object")) for r in records]
@@ -98,7 +101,7 @@ def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, devi
         table += "".join(f"\n\n{name}:\n{format_bones(score)}" for name, score in scores)
     stamp = {"date": datetime.date.today().isoformat(), "model": predictor_name(predictor),
              "device": str(predictor.device),
-             "fast": fast, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+             "fast": fast, "postprocess": postprocess, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     return table, [{**stamp, **r} for r in records]
 
 
@@ -120,13 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=None, help="folder for one PNG per case")
     parser.add_argument("--fast", action="store_true", help="no tile overlap (quick check; not for the docs)")
     parser.add_argument("--bones", action="store_true", help="also print per-bone DSC, level and side per case")
+    parser.add_argument("--postprocess", action="store_true", help="clean the labels with the CT, as segment does")
     args = parser.parse_args(argv)
     try:
         cases = load_cases(args.cases)
         if not args.data.is_dir():
             raise RealCTInputError(f"{args.data}: shared data folder not found (give it with --data)")
         table, records = run_benchmark(cases, args.data, args.model, args.device, args.figures, args.fast,
-                                       args.bones)
+                                       args.bones, args.postprocess)
     except (RealCTInputError, FileNotFoundError, ValueError) as exc:
         print(f"bench_realct: error: {exc}", file=sys.stderr)
         return 2

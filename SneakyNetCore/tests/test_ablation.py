@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sneakynet.ablation import (CONFIG_NAMES, PAPER_TABLE2, collapsed_twins, confusion_stats, parse_table_rows,
-                                read_confusion_csv)
+                                portable_path, read_confusion_csv)
 from sneakynet.cli import main
 from sneakynet.labels import load_label_table
 
@@ -52,6 +52,21 @@ def test_document_table_matches_each_runs_test_summary(study):
         median, plus, minus, nonzero = PAPER_TABLE2[32][config]
         assert f"| {CONFIG_NAMES[config]}, paper (real CT) | {median:.2f} | +{plus:.2f} | -{minus:.2f} " \
                f"| {nonzero:.1f}% |" in text
+
+
+def test_document_names_folders_without_machine_paths(study):
+    out, doc = study
+    text = doc.read_text(encoding="utf-8")
+    assert str(out.parent) not in text and str(out.parent.resolve()) not in text
+    assert "sneakynet ablation --out study --cases 5" in text and "--doc docs/ablation.md" in text
+    assert "- Study folder: `study` (runs in" in text
+
+
+def test_portable_path_is_relative_to_the_first_base_it_lies_under(tmp_path):
+    study = tmp_path / "abl" / "study"
+    assert portable_path(study / "phantoms", tmp_path / "docs", study.parent) == "study/phantoms"
+    assert portable_path(study, study) == "."
+    assert portable_path(study / "phantoms", tmp_path / "elsewhere") == "phantoms"
 
 
 def test_same_split_budget_and_left_right_counts(study):

@@ -1,6 +1,7 @@
 """Training: options, run folder, checkpoints, data on the model grid, CLI errors, a short real run."""
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +93,9 @@ def test_short_run_writes_bundles_metrics_curve_and_resume_rules(dataset, tmp_pa
     assert info.normalization() == CTNormalization()
     assert info.training["iterations"] == 4 and info.training["fold"] == 0
     assert info.training["train_cases"] == json.loads((run / "splits.json").read_text())["train"]
+    # the shipped bundle and the run's splits.json name the dataset folder, never this machine's path
+    assert info.training["dataset"] == Path(dataset).name
+    assert json.loads((run / "splits.json").read_text())["dataset"] == Path(dataset).name
     assert 0.0 <= info.metrics["val_dsc"] <= 1.0
     best_model, best = load_bundle(run / "best")
     assert best.metrics["iteration"] in (2, 4)

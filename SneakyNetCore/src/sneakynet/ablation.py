@@ -195,6 +195,20 @@ def run_ablation(options: AblationOptions, log: Callable[[str], None] = print) -
     return doc
 
 
+def portable_path(path: str | os.PathLike, *bases: str | os.PathLike) -> str:
+    """``path`` relative to the first base it lies under, else its name alone.
+
+    The document is committed and read elsewhere, so it names folders by where they sit
+    (e.g. ``study/phantoms``), never by this machine's absolute paths.
+    """
+    full = Path(path).resolve()
+    for base in bases:
+        base_full = Path(base).resolve()
+        if full == base_full or base_full in full.parents:
+            return Path(os.path.relpath(full, base_full)).as_posix()
+    return full.name
+
+
 def _update_study(options: AblationOptions, **extra) -> None:
     """Write ``study.json``: the shared settings plus what earlier invocations recorded (phantom time)."""
     path = options.out / STUDY_FILE
@@ -533,7 +547,8 @@ def _doc_setup(options: AblationOptions, results: Sequence[ConfigResult]) -> lis
                      f"{options.seed + options.cases - 1}), {options.spacing:g} mm isotropic; model spacing "
                      f"{options.spacing:g} mm")
     else:
-        lines.append(f"- Data: `{options.dataset_dir}`; model spacing {options.spacing:g} mm")
+        shown = portable_path(options.dataset_dir, options.doc_path.parent, options.out.resolve().parent)
+        lines.append(f"- Data: `{shown}`; model spacing {options.spacing:g} mm")
     if split:
         lines.append(f"- Split: fold {FOLD}, the same for every config: train {len(split['train'])} "
                      f"({', '.join(split['train'])}), validation {len(split['val'])} ({', '.join(split['val'])}), "
@@ -648,7 +663,7 @@ def _doc_files(options: AblationOptions, results: Sequence[ConfigResult],
         lines += [f"- [{c}]({os.path.relpath(p, doc_dir)})" for c, p in curves if p]
         lines.append("")
     lines += ["## Files", "",
-              f"- Study folder: `{options.out.resolve()}` (runs in `runs/<config>/`, test reports in "
+              f"- Study folder: `{portable_path(options.out, doc_dir)}` (runs in `runs/<config>/`, test reports in "
               "`runs/<config>/test/`: per-case and per-class CSVs, `summary.json`, `confusion_all.csv`)",
               "- Every number above is read back from those reports; rerunning the command skips finished configs.",
               ""]

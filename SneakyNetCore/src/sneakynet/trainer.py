@@ -171,7 +171,8 @@ class Trainer:
         ckpt_path = latest_checkpoint(self.folder.path) if options.resume else None
         self.dataset, self.split = load_fold(options)
         if ctx.is_main:
-            write_json(self.folder.splits, {"dataset": str(Path(options.dataset).resolve()), "fold": options.fold,
+            # the folder name only: run folders get copied and shared; options.json keeps the path for resume
+            write_json(self.folder.splits, {"dataset": Path(options.dataset).resolve().name, "fold": options.fold,
                                             **self.split})
         self.train_cases = load_cases(self.dataset, self.split["train"], options, ctx.is_main)
         val_cases = load_cases(self.dataset, self.split["val"], options, True) if ctx.is_main else []
@@ -376,7 +377,8 @@ class Trainer:
             optimizer += f", {options.lr_schedule} schedule"
         if options.grad_clip:
             optimizer += f", gradient norm clipped at {options.grad_clip:g}"
-        return {"dataset": str(Path(options.dataset).resolve()), "dataset_name": ds.meta.get("name", ""),
+        # the folder name, not the path: the bundle is shipped and must not carry this machine's paths
+        return {"dataset": Path(options.dataset).resolve().name, "dataset_name": ds.meta.get("name", ""),
                 "dataset_description": ds.meta.get("description", ""), "fold": options.fold,
                 "train_cases": split["train"], "val_cases": split["val"], "test_cases": split["test"],
                 "iterations": iteration, "batch_size_per_process": options.batch_size,

@@ -50,10 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def canonical_command(args: argparse.Namespace) -> str:
-    """The command line with every option spelled out (what the document records)."""
-    parts = ["sneakynet", "ablation", "--out", str(args.out)]
+    """The command line with every option spelled out (what the document records).
+
+    Relative paths stay as typed; absolute ones are shown relative to the working folder or to the
+    study folder's parent (else by name), so the committed document carries no machine path.
+    """
+    from sneakynet.ablation import portable_path
+
+    def shown(path: Path) -> str:
+        return str(path) if not path.is_absolute() else portable_path(path, Path.cwd(), args.out.resolve().parent)
+
+    parts = ["sneakynet", "ablation", "--out", shown(args.out)]
     if args.dataset is not None:
-        parts += ["--dataset", str(args.dataset)]
+        parts += ["--dataset", shown(args.dataset)]
     else:
         parts += ["--cases", str(args.cases)]
     parts += ["--spacing", f"{args.spacing:g}", "--patch", str(args.patch), "--iterations", str(args.iterations),
@@ -62,7 +71,7 @@ def canonical_command(args: argparse.Namespace) -> str:
     if args.widths is not None:
         parts += ["--widths", ",".join(str(w) for w in args.widths)]
     if args.doc is not None:
-        parts += ["--doc", str(args.doc)]
+        parts += ["--doc", shown(args.doc)]
     return shlex.join(parts)
 
 

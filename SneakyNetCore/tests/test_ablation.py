@@ -112,6 +112,16 @@ def test_rerun_skips_finished_configs_and_refuses_other_settings(study, monkeypa
     assert "study.json" in err and "iterations (4 -> 5)" in err
 
 
+@pytest.mark.parametrize("text, problem", [("", "study file is empty"), ("{cut", "not valid JSON")])
+def test_damaged_study_file_is_one_clear_error(tmp_path, capsys, text, problem):
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "study.json").write_text(text, encoding="utf-8")
+    assert main(_args(out, tmp_path / "doc.md")) == 2
+    err = capsys.readouterr().err
+    assert f"study.json: {problem}" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_document_numbers_from_known_predictions(study, tmp_path):
     """Runs whose test predictions are known edits of the references: every table cell is numeric
     and read from the run's summary.json; the left/right count is the right femur's voxel count."""

@@ -125,6 +125,17 @@ def test_short_run_writes_bundles_metrics_curve_and_resume_rules(dataset, tmp_pa
     assert load_checkpoint(latest_checkpoint(run)).iteration == 5
 
 
+def test_resume_with_damaged_options_file_is_one_clear_error(dataset, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "options.json").write_text("", encoding="utf-8")
+    with pytest.raises(TrainError, match=r"options\.json: run file is empty"):
+        train(_options(dataset, out, resume=True))
+    (out / "options.json").write_text("{cut", encoding="utf-8")
+    with pytest.raises(TrainError, match=r"options\.json: not valid JSON"):
+        train(_options(dataset, out, resume=True))
+
+
 def test_poly_schedule_and_gradient_clipping_are_options_and_settings_are_restored(dataset, tmp_path):
     """Off by default; on, the logged learning rate follows lr (1 - step / iterations)^0.9 and the
     clipped run ends with other weights. Threads, deterministic mode and RNG states are restored."""

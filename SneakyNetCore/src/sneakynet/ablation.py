@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import json
 import math
 import os
 import platform
@@ -32,6 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from sneakynet.io import json_safe, read_json, write_json
 from sneakynet.run_folder import RunFolder
 
 CONFIG_NAMES = {"A": "A 3D U-Net", "B": "B HookNet", "C": "C MRN", "D": "D SneakyNet"}
@@ -221,10 +221,7 @@ def _check_study(options: AblationOptions) -> None:
     path = options.out / STUDY_FILE
     if not path.is_file():
         return
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise AblationError(f"{path}: not valid JSON ({exc})") from None
+    old = read_json(path, AblationError, "study file")
     new = options.study_dict()
     changed = [f"{k} ({old.get(k)} -> {new.get(k)})" for k in _STUDY_FIXED if old.get(k) != new.get(k)]
     if changed:
@@ -313,10 +310,7 @@ def _evaluation_finished(run: Path) -> bool:
 
 def _check_finished_run(run: Path, wanted: dict) -> None:
     path = RunFolder(run).options
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise AblationError(f"{path}: cannot read the finished run's options ({exc})") from None
+    stored = read_json(path, AblationError, "finished run's options")
     changed = [f"{k} ({stored.get(k)} -> {wanted.get(k)})" for k in _RUN_FIXED if stored.get(k) != wanted.get(k)]
     if Path(stored.get("dataset", "")).resolve() != Path(wanted["dataset"]).resolve():
         changed.append(f"dataset ({stored.get('dataset')} -> {wanted['dataset']})")
@@ -771,16 +765,13 @@ def _version() -> str:
 
 def _read_json_or_none(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return read_json(path)
+    except (OSError, ValueError):
         return None
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from sneakynet.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    write_json(json_safe(data), path)
 
 
 __all__ = ["AblationError", "AblationOptions", "ConfigResult", "CONFIG_NAMES", "PAPER_TABLE2", "collect_results",

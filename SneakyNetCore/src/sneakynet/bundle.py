@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from sneakynet.intensity import CTNormalization
-from sneakynet.io import OutputWriteError, atomic_folder, read_json, write_json
+from sneakynet.io import OutputWriteError, atomic_folder, json_safe, read_json, write_json
 from sneakynet.labels import load_label_table
 from sneakynet.models import MultiResolutionUNet, NetConfig, build_network
 
@@ -118,21 +118,6 @@ def unwrap_model(model: nn.Module) -> MultiResolutionUNet:
         if inner is None:
             raise TypeError(f"expected a MultiResolutionUNet (optionally wrapped), got {type(model).__name__}")
         model = inner
-
-
-def json_safe(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf become None, tuples lists, numpy scalars Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def verify_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:

@@ -5,10 +5,10 @@ phantom-trained and labelled so everywhere: not for clinical or real-CT use.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
+from .io import json_safe, write_json
 from .run_folder import RunFolder
 
 DEMO_SPACING = (4.0, 4.0, 4.0)
@@ -52,6 +52,6 @@ def install_demo_bundle(run: Path, result, target: Path | None, workdir: Path) -
     target = target if target is not None else demo_bundle_folder()
     save_bundle(model, target, spacing=info.spacing, intensity=info.intensity, description=info.description,
                 training=info.training, demo=True, disclaimer=info.disclaimer, metrics=metrics)
-    (Path(workdir) / "demo_metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    write_json(json_safe(metrics), Path(workdir) / "demo_metrics.json")
     shutil.copy(RunFolder(run).curve, Path(workdir) / "training_curve.png")
     return target

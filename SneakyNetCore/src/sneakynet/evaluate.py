@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from sneakynet.io import IMAGE_SUFFIXES, ImageReadError, atomic_path, image_suffix, read_image
+from sneakynet.io import IMAGE_SUFFIXES, ImageReadError, atomic_path, image_suffix, read_image, write_json
 from sneakynet.labels import NUM_BONES, load_label_table
 from sneakynet.metrics import (
     TABLE_HEADER,
@@ -334,7 +333,7 @@ def write_reports(result: EvaluationResult, out_dir: str | os.PathLike) -> dict[
     files["summary"] = out / "summary.json"
     payload = summary_dict(result)
     payload["files"] = {k: p.name for k, p in sorted(files.items())}
-    _write_text(files["summary"], json.dumps(_jsonable(payload), indent=2) + "\n")
+    write_json(_jsonable(payload), files["summary"], indent=2)
     return files
 
 

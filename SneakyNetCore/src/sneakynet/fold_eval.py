@@ -20,7 +20,7 @@ def evaluate_fold(run_dir: str | os.PathLike, device: str = "auto", hd95: bool =
                   progress: bool = True, log: Callable[[str], None] = print) -> EvaluationResult:
     """Segment the test cases of a finished run (``<run>/splits.json``) and score them."""
     run = RunFolder(run_dir)
-    split, options = run.read_json(run.splits), run.read_json(run.options)
+    split, options = run.read_json(run.splits, OSError), run.read_json(run.options, OSError)
     dataset = load_dataset(options["dataset"])
     predictor = Predictor(run.bundle, device=device, log=log)
     pred_dir, ref_dir = run.test_predictions, run.test_references

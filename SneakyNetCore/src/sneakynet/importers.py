@@ -20,7 +20,6 @@ failed import never leaves a half-written dataset.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -78,7 +77,8 @@ class TotalSegMapping:
 def load_totalseg_mapping() -> TotalSegMapping:
     """The packaged mapping ``resources/totalseg_mapping.json`` (validated against the label table)."""
     source = "sneakynet/resources/totalseg_mapping.json"
-    data = json.loads(resources.files("sneakynet").joinpath("resources/totalseg_mapping.json").read_text("utf-8"))
+    with resources.as_file(resources.files("sneakynet").joinpath("resources/totalseg_mapping.json")) as packaged:
+        data = read_json(packaged, DatasetImportError, "packaged TotalSegmentator mapping")
     classes = {int(k): str(v) for k, v in data["classes"].items()}
     to = {str(k): str(v) for k, v in data["to_sneakynet"].items()}
     _check_targets(to, source)

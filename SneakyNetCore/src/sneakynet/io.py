@@ -15,6 +15,7 @@ import errno
 import gzip
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -424,6 +425,21 @@ def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, what
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise error(f"{p}: not valid JSON ({exc})") from None
+
+
+def json_safe(obj: Any) -> Any:
+    """JSON-safe copy (for :func:`write_json`): NaN/inf become None, tuples lists, numpy scalars Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def json_text(data: Any, indent: int | None = 1) -> str:

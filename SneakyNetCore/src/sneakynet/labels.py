@@ -9,7 +9,6 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 NUM_BONES = 125
 NUM_CLASSES = NUM_BONES + 1  # with background = 0
@@ -162,17 +161,13 @@ def parse_label_table(data: dict, source: str = "<dict>") -> LabelTable:
 @lru_cache(maxsize=None)
 def load_label_table(path: str | None = None) -> LabelTable:
     """Load and validate the label table (the packaged one unless ``path`` is given)."""
-    if path is None:
-        text = resources.files("sneakynet").joinpath("resources/labels.json").read_text(encoding="utf-8")
-        source = "sneakynet/resources/labels.json"
-    else:
-        text = Path(path).read_text(encoding="utf-8")
-        source = str(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{source}: not valid JSON ({exc})") from None
-    return parse_label_table(data, source)
+    from sneakynet.io import read_json
+
+    if path is not None:
+        return parse_label_table(read_json(path, ValueError, "label table"), str(path))
+    with resources.as_file(resources.files("sneakynet").joinpath("resources/labels.json")) as packaged:
+        data = read_json(packaged, ValueError, "packaged label table")
+    return parse_label_table(data, "sneakynet/resources/labels.json")
 
 
 def _term_code(code: Code) -> dict:

@@ -46,18 +46,18 @@ class RunFolder:
         """The final summary and bundle exist (written last by training)."""
         return self.summary.is_file() and self.bundle.is_dir()
 
-    def read_json(self, path: Path) -> Any:
-        """One of this folder's JSON files (``json.JSONDecodeError`` / ``OSError`` when damaged or absent)."""
-        return json.loads(path.read_text(encoding="utf-8"))
+    def read_json(self, path: Path, error: type[Exception] = ValueError) -> Any:
+        """One of this folder's JSON files; a damaged or absent one raises ``error`` naming it."""
+        from sneakynet.io import read_json
+
+        return read_json(path, error, "run file")
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON through a temporary file (strict: no NaN)."""
-    from sneakynet.bundle import json_safe
-    from sneakynet.io import atomic_path
+    """Write ``data`` as indented JSON, atomically and verified (NaN/inf stored as null)."""
+    from sneakynet.io import json_safe, write_json
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(json_safe(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    write_json(json_safe(data), path)
 
 
 class MetricsLog:
@@ -88,7 +88,7 @@ class MetricsLog:
 
     def append(self, row: dict) -> None:
         """Add one row and flush it."""
-        from sneakynet.bundle import json_safe
+        from sneakynet.io import json_safe
 
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(json_safe(row), allow_nan=False) + "\n")

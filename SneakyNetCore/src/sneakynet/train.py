@@ -55,7 +55,7 @@ def train_and_test(options: TrainOptions, test_eval: bool = True,
     test cases with the final bundle and score them (:func:`sneakynet.fold_eval.evaluate_fold`)."""
     run = train(options, on_step)
     folder = RunFolder(run)
-    if not test_eval or int(os.environ.get("RANK", "0")) != 0 or not folder.read_json(folder.splits).get("test"):
+    if not test_eval or int(os.environ.get("RANK", "0")) != 0 or not folder.read_json(folder.splits, OSError).get("test"):
         return run, None
     from sneakynet.fold_eval import evaluate_fold
 

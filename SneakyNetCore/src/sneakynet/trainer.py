@@ -203,10 +203,7 @@ class Trainer:
         stored = self.folder.options
         if options.resume:
             if stored.is_file():
-                try:
-                    old = self.folder.read_json(stored)
-                except ValueError as exc:
-                    raise TrainError(f"{stored}: not valid JSON ({exc})") from None
+                old = self.folder.read_json(stored, TrainError)
                 changed = options.changed_for_resume(old)
                 if old.get("world_size", ctx.world_size) != ctx.world_size:
                     changed.append(f"world_size ({old.get('world_size')} -> {ctx.world_size})")

@@ -7,7 +7,6 @@ than ours: per-bone and group DSC, vertebra level, sides, and reference-free che
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from sneakynet.console import UserError
@@ -28,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score, print the table and the per-bone lines; bad input raises UserError."""
-    from sneakynet.io import atomic_path
+    from sneakynet.io import json_safe, write_json
     from sneakynet.realct import RealCTInputError, evaluate_case, format_bones, format_table
 
     try:
@@ -38,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table([(args.prediction.name, score)]))
     print(format_bones(score))
     if args.json is not None:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(score.to_dict(), indent=1) + "\n", encoding="utf-8")
+        write_json(json_safe(score.to_dict()), args.json)
         print(f"wrote {args.json}")
     return 0

@@ -1,7 +1,6 @@
 """Public entry points of the phantom generator: options, one case, a whole dataset folder."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from sneakynet.io import atomic_path, write_image
+from sneakynet.io import write_image, write_json
 from sneakynet.labels import load_label_table
 from sneakynet.phantom.body import build_body
 from sneakynet.phantom.ct import render
@@ -247,6 +246,5 @@ def write_cases(out_dir: str | os.PathLike, n: int, seed: int, options=None,
         "sneakynet_phantom": {"generator_version": GENERATOR_VERSION if version == 1 else "2", "seeds": seeds,
                               "options": asdict(options)},
     }
-    with atomic_path(out / "dataset.json") as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    write_json(data, out / "dataset.json")
     return written

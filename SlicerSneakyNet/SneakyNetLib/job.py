@@ -42,7 +42,32 @@ class JobStatus:
         return self.state in (DONE, FAILED, CANCELLED)
 
 
-class SegmentationJob:
+class JobProgress:
+    """What both job kinds share: a thread that runs them, and a lock-protected progress snapshot
+    (``_state``, ``_fraction``, ``_message``, ``_start``/``_end`` monotonic times)."""
+
+    _thread: threading.Thread | None
+    _lock: threading.Lock
+    _state: str
+    _fraction: float
+    _message: str
+    _start: float | None
+    _end: float | None
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Block until the job's thread ends (or ``timeout`` seconds); return the status."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.poll()
+
+    def poll(self) -> JobStatus:
+        """Thread-safe snapshot of the progress."""
+        with self._lock:
+            elapsed = 0.0 if self._start is None else (self._end or time.monotonic()) - self._start
+            return JobStatus(self._state, self._fraction, self._message, elapsed)
+
+
+class SegmentationJob(JobProgress):
     """Predict bone labels for one SimpleITK CT image, synchronously (:meth:`run`) or in a thread (:meth:`start`).
 
     ``predictorFactory`` returns a ``sneakynet.infer.Predictor`` (it may load the model, which is
@@ -110,21 +135,6 @@ class SegmentationJob:
         with self._lock:
             if self._state == PENDING:
                 self._state, self.error = CANCELLED, SegmentationCancelled("Segmentation cancelled.")
-
-    def wait(self, timeout: float | None = None) -> JobStatus:
-        """Block until the worker thread ends (or ``timeout`` seconds); return the status."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.poll()
-
-    def poll(self) -> JobStatus:
-        """Thread-safe snapshot of the progress."""
-        with self._lock:
-            if self._start is None:
-                elapsed = 0.0
-            else:
-                elapsed = (self._end or time.monotonic()) - self._start
-            return JobStatus(self._state, self._fraction, self._message, elapsed)
 
     @property
     def cancelRequested(self) -> bool:

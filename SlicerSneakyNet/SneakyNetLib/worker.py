@@ -37,7 +37,7 @@ import SimpleITK as sitk
 
 from . import errors
 from .errors import SegmentationCancelled, SneakyNetError
-from .job import CANCELLED, DONE, FAILED, PENDING, RUNNING, JobStatus
+from .job import CANCELLED, DONE, FAILED, PENDING, RUNNING, JobProgress
 
 PROTOCOL_PREFIX = "@sneakynet "
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "Scripts" / "segment_worker.py"
@@ -135,7 +135,7 @@ def _killTreeWindows(pid: int) -> None:
             pass
 
 
-class WorkerProcessJob:
+class WorkerProcessJob(JobProgress):
     """Predict bone labels for one SimpleITK CT image in a worker process.
 
     ``workerArguments``: the worker script's model options (``--model``, ``--device``, ...).
@@ -203,17 +203,6 @@ class WorkerProcessJob:
         if self._thread is not None:
             self._thread.join(5.0)
 
-    def wait(self, timeout: float | None = None) -> JobStatus:
-        """Block until the worker ended and its output was read (or ``timeout`` seconds)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.poll()
-
-    def poll(self) -> JobStatus:
-        """Thread-safe snapshot of the progress."""
-        with self._lock:
-            elapsed = 0.0 if self._start is None else (self._end or time.monotonic()) - self._start
-            return JobStatus(self._state, self._fraction, self._message, elapsed)
 
     @property
     def cancelRequested(self) -> bool:

@@ -12,7 +12,7 @@ from sneakynet.io import write_image, write_json
 from sneakynet.labels import load_label_table
 from sneakynet.phantom.body import build_body
 from sneakynet.phantom.ct import render
-from sneakynet.phantom.grid import Grid
+from sneakynet.phantom.grid import Grid, checked_spacing
 from sneakynet.phantom.model import Anatomy
 from sneakynet.phantom.shapes import rotation_matrix
 from sneakynet.phantom.skeleton import SkeletonBuilder
@@ -51,10 +51,7 @@ class PhantomOptions:
 
     def __post_init__(self) -> None:
         if self.spacing is not None:
-            sp = tuple(float(v) for v in self.spacing)
-            if len(sp) != 3 or not all(0.25 <= v <= 12 for v in sp):
-                raise ValueError(f"phantom spacing must be three values in 0.25..12 mm, got {self.spacing!r}")
-            object.__setattr__(self, "spacing", sp)
+            object.__setattr__(self, "spacing", checked_spacing(self.spacing))
         if not 0.2 <= self.fov_scale <= 3:
             raise ValueError(f"phantom fov_scale must be in 0.2..3, got {self.fov_scale!r}")
         if not 0 <= self.noise_hu <= 500:

@@ -20,6 +20,14 @@ from sneakynet.phantom.shapes import Coords
 _F32 = np.float32
 
 
+def checked_spacing(spacing) -> tuple[float, float, float]:
+    """A phantom's voxel size as three floats in 0.25..12 mm (x, y, z); ValueError otherwise."""
+    sp = tuple(float(v) for v in spacing)
+    if len(sp) != 3 or not all(0.25 <= v <= 12 for v in sp):
+        raise ValueError(f"phantom spacing must be three values in 0.25..12 mm, got {spacing!r}")
+    return sp  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Grid:
     """Image geometry (ITK order: size and spacing as (x, y, z)) plus the index -> anatomy map."""

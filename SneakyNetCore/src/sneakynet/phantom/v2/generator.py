@@ -7,6 +7,7 @@ import numpy as np
 
 from sneakynet.labels import load_label_table
 from sneakynet.phantom.generator import PhantomCase, _to_image
+from sneakynet.phantom.grid import checked_spacing
 from sneakynet.phantom.v2.body import build_body_v2
 from sneakynet.phantom.v2.fov import FOV_KINDS, FOV_WEIGHTS, PADDING_VALUES, Scan, fit_scan
 from sneakynet.phantom.v2.render import render_v2
@@ -39,10 +40,7 @@ class PhantomV2Options:
 
     def __post_init__(self) -> None:
         if self.spacing is not None:
-            sp = tuple(float(v) for v in self.spacing)
-            if len(sp) != 3 or not all(0.25 <= v <= 12 for v in sp):
-                raise ValueError(f"phantom spacing must be three values in 0.25..12 mm, got {self.spacing!r}")
-            object.__setattr__(self, "spacing", sp)
+            object.__setattr__(self, "spacing", checked_spacing(self.spacing))
         if self.fov not in FOV_KINDS + ("any",):
             raise ValueError(f"unknown field of view {self.fov!r}; choose one of {', '.join(FOV_KINDS)} or any")
         if self.arms not in ARM_POSES + ("any",):

@@ -49,32 +49,12 @@ def report(**fields) -> None:
     print(encodeMessage(**fields), flush=True)
 
 
-def processExists(pid: int) -> bool:
-    """True while ``pid`` runs (psutil where installed; POSIX signal 0 otherwise).
-
-    Without psutil on Windows it answers True: there ``os.kill(pid, 0)`` would terminate ``pid``.
-    """
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        return psutil.pid_exists(pid)
-    if os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def watchParent(pid: int) -> None:
     """Daemon thread: end this process at once when the parent (Slicer) has died."""
+    from sneakynet.io import pid_alive
+
     def watch() -> None:
-        while processExists(pid):
+        while pid_alive(pid):
             time.sleep(WATCH_INTERVAL_S)
         print(f"segment_worker.py: parent process {pid} is gone; stopping", file=sys.stderr, flush=True)
         os._exit(EXIT_ORPHANED)

@@ -172,7 +172,19 @@ def umask() -> int:
     return mask
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (psutil where installed, else POSIX signal 0).
+
+    Without psutil on Windows it answers True: there ``os.kill(pid, 0)`` would send Ctrl-C to it.
+    """
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return psutil.pid_exists(pid)
+    if os.name != "posix":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -194,7 +206,7 @@ def _writer_gone(path: Path, owner: str) -> bool:
         return False
     if host and host != _HOST:  # another machine's process: judge by age only
         return time.time() - path.stat().st_mtime > FOREIGN_STALE_SECONDS
-    return not _pid_alive(int(pid))
+    return not pid_alive(int(pid))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:

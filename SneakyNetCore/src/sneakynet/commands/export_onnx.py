@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if bundle is not None and not bundle.is_dir():
         raise UserError(f"{bundle}: not a model bundle folder")
     try:
-        from sneakynet.onnx_export import describe_io, export_onnx
+        from sneakynet.onnx_export import export_onnx
     except ImportError as exc:
         raise UserError(f"ONNX export needs the onnx extra: pip install 'sneakynet[onnx]' ({exc})") from None
     try:

@@ -18,12 +18,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from sneakynet.bundle import BundleError, intensity_spec, read_bundle_info, save_bundle
+from sneakynet.bundle import BundleError, read_bundle_info
 from sneakynet.checkpoint import CheckpointError, load_newest_intact, save_checkpoint
 from sneakynet.cli import main
-from sneakynet.intensity import CTNormalization, NotCTError, check_hounsfield, hounsfield_problem
+from sneakynet.intensity import NotCTError, check_hounsfield, hounsfield_problem
 from sneakynet.io import ImageReadError, OutputWriteError, TEMP_MARK, read_image, write_image, write_json
-from sneakynet.models import NetConfig, build_network
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "totalseg_example"
 REAL_CTS = ["example_ct.nii.gz", "example_ct_sm.nii.gz", "example_ct_dicom"]
@@ -48,15 +47,6 @@ def _labels(shape=(20, 24, 28)) -> sitk.Image:
 
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if TEMP_MARK in p.name or p.name.startswith("."))
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_network(NetConfig("D", 1, 32, widths=(4, 8, 8, 16, 16)))
-    return save_bundle(model, tmp_path_factory.mktemp("b") / "bundle", spacing=(6.0, 6.0, 6.0),
-                       intensity=intensity_spec(CTNormalization()), description="random test network",
-                       training={"data": "none"})
 
 
 # ---------------------------------------------------------------------------------------------

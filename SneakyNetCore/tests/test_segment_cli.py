@@ -7,24 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
-from sneakynet.bundle import intensity_spec, save_bundle
 from sneakynet.cli import main
-from sneakynet.intensity import CTNormalization
-from sneakynet.models import NetConfig, build_network
 from sneakynet.segfile import read_seg_nrrd_names
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "totalseg_example"
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_network(NetConfig("D", 1, 32, widths=(4, 8, 8, 16, 16)))
-    return save_bundle(model, tmp_path_factory.mktemp("b") / "bundle", spacing=(6.0, 6.0, 6.0),
-                       intensity=intensity_spec(CTNormalization()), description="random test network",
-                       training={"data": "none"})
 
 
 def _same_grid(a: sitk.Image, b: sitk.Image) -> None:

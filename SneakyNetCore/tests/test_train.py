@@ -71,7 +71,7 @@ def test_train_flags_come_from_the_options_schema():
                                              "--grad-clip", "12", "--lr-schedule", "poly", "--no-progress"]))
     assert (o.augment, o.spacing, o.grad_clip, o.lr_schedule, o.progress) == (False, (1.5, 1.5, 2.0), 12.0, "poly", False)
     flagged = {f.name for f in fields(TrainOptions) if "group" in f.metadata}
-    assert set(f.name for f in fields(TrainOptions)) - flagged == {"normalization"}  # from the dataset, no flag
+    assert set(f.name for f in fields(TrainOptions)) - flagged == {"normalization", "datasets"}  # no flags of their own
 
 
 def test_network_from_options():

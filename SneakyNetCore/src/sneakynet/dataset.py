@@ -9,7 +9,14 @@ Layout (compatible with nnU-Net v2 "raw" datasets, so the same folder trains an 
     <folder>/splits.json                  optional k-fold cross-validation (see :func:`make_splits`)
 
 Label names and ids in ``dataset.json`` must be those of :func:`sneakynet.labels.load_label_table`
-(a subset is allowed, ids must agree). Every problem found while loading raises :class:`DatasetError`
+(a subset is allowed, ids must agree).
+
+Partial and set-valued labels: an optional ``"label_sets"`` key declares which bones the dataset
+annotates (value 0 then means background or any bone it does not annotate) and *set values*
+126..255 that stand for several bones at once (the TotalSegmentator importer writes its sternum
+as 200 = manubrium ∪ body and its skull as 201 = cranium ∪ mandible). Label maps may then hold
+those values too. Format and meaning: :mod:`sneakynet.label_sets`; :meth:`Dataset.label_sets`
+gives a case's declaration (``None`` without the key: every value is its own bone). Every problem found while loading raises :class:`DatasetError`
 (a ``ValueError``) whose message starts with the offending file.
 """
 from __future__ import annotations
@@ -24,6 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sneakynet.io import ImageReadError, read_image, read_json, write_json
+from sneakynet.label_sets import LABEL_SETS_KEY, DatasetLabelSets, LabelSets, LabelSetsError, parse_dataset_label_sets
 from sneakynet.labels import NUM_BONES, load_label_table
 
 DATASET_JSON = "dataset.json"
@@ -206,7 +214,7 @@ def check_label_values(
     if bad:
         shown = ", ".join(f"{v} ({int(counts[v])} voxels)" for v in bad[:8])
         more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
-        limit = f"0..{NUM_BONES}" if allowed is None else "the labels of dataset.json"
+        limit = f"0..{NUM_BONES}" if allowed is None else "the labels (and label_sets) of dataset.json"
         raise LabelMapError(f"{source}: label value(s) {shown}{more} outside {limit}")
     return counts
 
@@ -231,6 +239,11 @@ class Dataset:
     labels: dict[str, int]  # name -> id, "background" included
     file_ending: str = DEFAULT_FILE_ENDING
     meta: dict = field(default_factory=dict)  # the whole dataset.json
+    sets: DatasetLabelSets | None = None  # the "label_sets" declaration, None without one
+
+    def label_sets(self, case_id: str) -> LabelSets | None:
+        """What each label value of ``case_id`` stands for; None: every value is its own bone."""
+        return None if self.sets is None else self.sets.for_case(case_id)
 
     @property
     def label_names(self) -> dict[int, str]:
@@ -258,7 +271,9 @@ class Dataset:
         problem = geometry_mismatch(ct, labels)
         if problem:
             raise DatasetError(f"{label_path}: {problem} ({image_path.name})")
-        check_label_values(labels, label_path, self.labels.values())
+        sets = self.label_sets(case_id)
+        allowed = set(self.labels.values()) | (set(sets.sets) if sets is not None else set())
+        check_label_values(labels, label_path, allowed)
         labels = sitk.Cast(labels, sitk.sitkUInt8)
         labels.CopyInformation(ct)  # exact grid of the CT from here on
         return ct, labels
@@ -297,7 +312,13 @@ def load_dataset(folder: str | os.PathLike) -> Dataset:
         raise DatasetError(
             f"{json_path}: numTraining is {meta['numTraining']} but {images_dir} holds {len(cases)} case(s)"
         )
-    return Dataset(folder=folder, cases=cases, labels=labels, file_ending=ending, meta=meta)
+    sets = None
+    if LABEL_SETS_KEY in meta:
+        try:
+            sets = parse_dataset_label_sets(meta[LABEL_SETS_KEY], str(json_path), set(cases))
+        except LabelSetsError as exc:
+            raise DatasetError(str(exc)) from None
+    return Dataset(folder=folder, cases=cases, labels=labels, file_ending=ending, meta=meta, sets=sets)
 
 
 def read_case(folder: str | os.PathLike | Dataset, case_id: str) -> tuple[sitk.Image, sitk.Image]:

@@ -37,8 +37,11 @@ def _collate_packed(samples: list[dict]) -> dict:
     image = np.stack([np.stack([s["image"][k].numpy() for s in samples]) for k in range(levels)])
     labels = np.stack([np.stack([s["labels"][k].numpy() for s in samples]) for k in range(levels)])
     meta = np.array([[*s["origin"].tolist(), int(s["mirrored"]), s["index"]] for s in samples], dtype=np.int64)
-    return {"image": torch.from_numpy(image), "labels": torch.from_numpy(labels), "meta": torch.from_numpy(meta),
-            "case": [s["case"] for s in samples]}
+    packed = {"image": torch.from_numpy(image), "labels": torch.from_numpy(labels), "meta": torch.from_numpy(meta),
+              "case": [s["case"] for s in samples]}
+    if "sets" in samples[0]:  # label sets of partially labelled cases: (B, 256, 126) bool
+        packed["sets"] = torch.from_numpy(np.stack([s["sets"].numpy() for s in samples]))
+    return packed
 
 
 def _unpack(packed: dict) -> dict:
@@ -47,7 +50,7 @@ def _unpack(packed: dict) -> dict:
     labels = packed["labels"]
     if labels.dtype != torch.int64:  # NumPy, not .long(): small torch ops stall when threads compete
         labels = torch.from_numpy(labels.numpy().astype(np.int64))
-    return {
+    batch = {
         "image": list(packed["image"].unbind(0)),
         "labels": list(labels.unbind(0)),
         "case": packed["case"],
@@ -55,11 +58,15 @@ def _unpack(packed: dict) -> dict:
         "mirrored": meta[:, 3].bool(),
         "index": meta[:, 4],
     }
+    if "sets" in packed:
+        batch["sets"] = packed["sets"]
+    return batch
 
 
 def collate_patches(samples: list[dict]) -> dict:
     """Batch samples of :class:`PatchDataset`: ``dict(image=[(B, 1, S, S, S) float32 per level],
-    labels=[(B, S, S, S) int64 per level], case=list[str], origin=(B, 3), mirrored=(B,), index=(B,))``."""
+    labels=[(B, S, S, S) int64 per level], case=list[str], origin=(B, 3), mirrored=(B,), index=(B,))``, plus
+    ``sets`` (B, 256, 126) bool when the samples carry label sets."""
     return _unpack(_collate_packed(samples))
 
 

@@ -9,7 +9,8 @@ Patch centres are drawn uniformly (uniform aligned origin) or, with probability
 of its voxels (per-class voxel index lists are built once per case), so rare bones (carpals,
 sesamoids) are seen. Augmentation keeps anatomy honest: left-right mirroring flips the array axis
 that runs along the patient's left-right direction (from the image direction cosines) and swaps
-left/right labels with :meth:`LabelTable.mirror_lut`; intensity scale/shift/noise; optional small
+left/right labels with :meth:`LabelTable.mirror_lut` (set values of partially labelled cases go to
+the value of the mirrored set, :meth:`sneakynet.label_sets.LabelSets.tables`); intensity scale/shift/noise; optional small
 rotations about the superior-inferior axis.
 
 Determinism: sample ``j`` of rank ``r`` is a pure function of ``(seed, r, j)`` (its own NumPy
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from sneakynet.labels import NUM_CLASSES, load_label_table
+from sneakynet.label_sets import LabelSets
+from sneakynet.labels import NUM_CLASSES
 from sneakynet.pyramid import ContextPyramid, LabelPyramid, Origin
 from sneakynet.training_cases import TrainingCase
 
@@ -105,6 +107,10 @@ class _PreparedCase:
         starts = ends - counts[1:]
         self.class_voxels = {int(c): fg[starts[c - 1] : ends[c - 1]] for c in self.classes}
         self.shape = case.labels.shape
+        # label sets: membership rows for the loss and the left/right lookup of label values
+        sets = case.sets if case.sets is not None else LabelSets()
+        self.membership, self.mirror_lut = sets.tables()
+        self.has_sets = case.sets is not None
 
     @property
     def nbytes(self) -> int:
@@ -129,6 +135,7 @@ class PatchDataset(TorchDataset):
         rank: int = 0,
         world_size: int = 1,
         samples_per_epoch: int = 1000,
+        case_weights: Sequence[float] | None = None,
     ) -> None:
         if not cases:
             raise ValueError("PatchDataset needs at least one case")
@@ -139,7 +146,13 @@ class PatchDataset(TorchDataset):
         self.compact_labels = False  # True: labels stay uint8 (PatchLoader widens them after transfer)
         s, k = options.patch_size, options.num_context
         self.cases = [_PreparedCase(c, s, k) for c in cases]
-        self.mirror_lut = np.asarray(load_label_table().mirror_lut(), dtype=np.uint8)
+        self.with_sets = any(c.has_sets for c in self.cases)  # samples carry "sets" for the marginal loss
+        self.case_p = None  # None: cases drawn uniformly
+        if case_weights is not None:
+            w = np.asarray(case_weights, dtype=np.float64)
+            if w.shape != (len(cases),) or not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
+                raise ValueError(f"case_weights must be {len(cases)} non-negative numbers with a positive sum")
+            self.case_p = w / w.sum()
 
     def __len__(self) -> int:
         return self.samples_per_epoch
@@ -168,10 +181,11 @@ class PatchDataset(TorchDataset):
         if index < 0:
             raise IndexError(f"sample index must be >= 0, got {index}")
         rng = self.rng(index)
-        case = self.cases[int(rng.integers(len(self.cases)))]
+        n = len(self.cases)
+        case = self.cases[int(rng.integers(n) if self.case_p is None else rng.choice(n, p=self.case_p))]
         origin = self.draw_origin(case, rng)
         images, labels, mirrored = self._augment(case, case.image.cut(origin), case.labels.cut(origin), rng)
-        return {
+        sample = {
             "image": images,
             "labels": labels,
             "case": case.case_id,
@@ -179,6 +193,9 @@ class PatchDataset(TorchDataset):
             "mirrored": mirrored,
             "index": int(index),
         }
+        if self.with_sets:
+            sample["sets"] = torch.from_numpy(case.membership.copy())  # (256, 126) bool
+        return sample
 
     def _augment(self, case: _PreparedCase, images: list[np.ndarray], labels: list[np.ndarray],
                  rng: np.random.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor], bool]:
@@ -195,7 +212,7 @@ class PatchDataset(TorchDataset):
             # about one plane, and pooled context stays the pooling of the mirrored image.
             for i in range(len(images)):
                 images[i] = np.ascontiguousarray(np.flip(images[i], axis=case.lr_axis))
-                labels[i] = np.take(self.mirror_lut, np.flip(labels[i], axis=case.lr_axis))
+                labels[i] = np.take(case.mirror_lut, np.flip(labels[i], axis=case.lr_axis))
         if u_rotate < aug.p_rotate and angle:
             _rotate_levels(images, labels, angle, case.si_axis, case.spacing)
         gen = torch.Generator().manual_seed(noise_seed) if noise_std > 0 else None

@@ -17,7 +17,7 @@ LR_SCHEDULES = ("constant", "poly")
 # options that change the numbers a run produces: a resumed run must keep them
 RESUME_FIXED = ("dataset", "fold", "variant", "context", "patch", "preset", "widths", "batch_size", "lr",
                 "seed", "spacing", "class_balance", "augment", "overfit_one_batch", "deterministic", "amp",
-                "normalization", "grad_clip", "lr_schedule")
+                "normalization", "grad_clip", "lr_schedule", "datasets")
 
 
 def parse_spacing(text: str) -> tuple[float, float, float]:
@@ -46,6 +46,20 @@ def parse_widths(text: str) -> tuple[int, ...]:
     if len(widths) != 5 or min(widths) < 1:
         raise argparse.ArgumentTypeError(f"widths must be 5 comma-separated positive integers, got {text!r}")
     return widths
+
+
+def parse_dataset_entry(text: str) -> tuple[str, float]:
+    """``DIR`` or ``DIR:WEIGHT`` -> (folder, weight > 0); a tail that is not a number stays in the path."""
+    folder, sep, tail = text.rpartition(":")
+    if not sep:
+        return text, 1.0
+    try:
+        weight = float(tail)
+    except ValueError:
+        return text, 1.0
+    if not (weight > 0 and math.isfinite(weight)) or not folder:
+        raise TrainError(f"--dataset {text!r}: the weight after ':' must be a positive number")
+    return folder, weight
 
 
 def _cli(group: str, help: str, default: Any = MISSING, flag: str | None = None, **argparse_kw: Any) -> Any:
@@ -91,8 +105,10 @@ class TrainOptions:
     patches. ``widths`` overrides the preset's channel widths (tiny test networks).
     """
 
-    dataset: str = _cli("data", "nnU-Net-style dataset folder (dataset.json, imagesTr, labelsTr, splits.json)",
-                        required=True, metavar="DIR")
+    dataset: str = _cli("data", "nnU-Net-style dataset folder (dataset.json, imagesTr, labelsTr, splits.json); "
+                        "repeat as DIR:WEIGHT to train on several datasets, each drawn with probability "
+                        "proportional to its weight (default 1)", required=True, metavar="DIR[:WEIGHT]",
+                        action="append")
     out: str = _cli("run folder", "run folder (checkpoints, metrics, bundles)", required=True, metavar="RUN_DIR")
     fold: int = _cli("data", "cross-validation fold of splits.json (default 0)", default=0, type=int)
     variant: str = _cli("network", "A U-Net, B HookNet, C MRN, D SneakyNet (default D)", default="D",
@@ -143,8 +159,11 @@ class TrainOptions:
                             default=0.0, type=float, metavar="NORM")
     lr_schedule: str = _cli("optimisation", "learning-rate schedule: constant (default) or poly, "
                             "lr (1 - step/iterations)^0.9 as nnU-Net", default="constant", choices=list(LR_SCHEDULES))
+    # mixed training: every "DIR:WEIGHT" of a repeated --dataset (dataset = the first DIR); () = one dataset
+    datasets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self._mix_datasets()
         self.dataset, self.out = str(self.dataset), str(self.out)
         self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
         if self.widths is not None:
@@ -176,6 +195,30 @@ class TrainOptions:
         except (TypeError, ValueError) as exc:
             raise TrainError(f"normalization: {exc}") from None
 
+    def _mix_datasets(self) -> None:
+        """A repeated ``--dataset`` (a list) -> ``dataset`` (the first folder) and ``datasets`` (all,
+        ``DIR:WEIGHT``); a single folder stays as it always was (``datasets`` empty)."""
+        if isinstance(self.dataset, (list, tuple)):
+            entries = [parse_dataset_entry(str(e)) for e in self.dataset]
+            if not entries:
+                raise TrainError("--dataset: at least one dataset folder is needed")
+            self.dataset = entries[0][0]
+            self.datasets = tuple(f"{d}:{w:g}" for d, w in entries) if len(entries) > 1 else ()
+        self.datasets = tuple(str(e) for e in self.datasets)
+        if self.datasets:
+            entries = [parse_dataset_entry(e) for e in self.datasets]
+            folders = [d for d, _ in entries]
+            if folders[0] != str(self.dataset):
+                raise TrainError(f"datasets: the first entry {folders[0]!r} must be the dataset {self.dataset!r}")
+            if len(set(folders)) != len(folders):
+                raise TrainError(f"--dataset: a folder is given twice ({folders})")
+
+    def dataset_entries(self) -> list[tuple[str, float]]:
+        """``[(folder, sampling weight)]`` of the run: one entry of weight 1, or every mixed dataset."""
+        if not self.datasets:
+            return [(str(self.dataset), 1.0)]
+        return [parse_dataset_entry(e) for e in self.datasets]
+
     def net_config(self) -> NetConfig:
         """The network to build: the preset's, or ``widths`` when given."""
         try:
@@ -203,6 +246,7 @@ class TrainOptions:
         d = asdict(self)
         d["spacing"] = list(self.spacing)
         d["widths"] = list(self.widths) if self.widths is not None else None
+        d["datasets"] = list(self.datasets)
         return d
 
     @classmethod
@@ -215,4 +259,4 @@ class TrainOptions:
 
 
 __all__ = ["DEFAULT_SPACING", "LR_SCHEDULES", "RESUME_FIXED", "TrainError", "TrainOptions", "add_train_arguments",
-           "options_from_args", "parse_spacing", "parse_widths"]
+           "options_from_args", "parse_dataset_entry", "parse_spacing", "parse_widths"]

@@ -35,7 +35,7 @@ from sneakynet.losses import multires_loss
 from sneakynet.models import NetConfig, build_network, count_parameters
 from sneakynet.run_folder import MetricsLog, RunFolder, write_json
 from sneakynet.train_options import TrainError, TrainOptions
-from sneakynet.training_cases import load_cases, load_fold
+from sneakynet.training_cases import load_cases, load_sources, merged_split
 from sneakynet.training_curve import plot_curve
 
 StepCallback = Callable[[int, dict], None]
@@ -52,11 +52,13 @@ def amp_settings(device: torch.device, amp: str) -> tuple[torch.dtype | None, bo
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: list[torch.Tensor],
                labels: list[torch.Tensor], amp_dtype: torch.dtype | None = None,
-               scaler: torch.amp.GradScaler | None = None, grad_clip: float = 0.0) -> dict[str, float]:
+               scaler: torch.amp.GradScaler | None = None, grad_clip: float = 0.0,
+               sets: torch.Tensor | None = None) -> dict[str, float]:
     """One Adam step on a batch: forward (autocast if ``amp_dtype``), CE + Dice loss, backward,
     optionally the gradient norm clipped to ``grad_clip`` (0 = off).
 
-    ``images`` = [target, ctx_1..ctx_K] (B, 1, S, S, S); ``labels`` = [target, ctx_1..] (B, S, S, S).
+    ``images`` = [target, ctx_1..ctx_K] (B, 1, S, S, S); ``labels`` = [target, ctx_1..] (B, S, S, S);
+    ``sets`` (B, 256, 126) bool: label sets of partially labelled cases (the marginal loss).
     Returns the loss parts (floats).
     """
     optimizer.zero_grad(set_to_none=True)
@@ -64,7 +66,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: list[
     autocast = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     with autocast:
         out = model(images[0], images[1:])
-    loss, parts = multires_loss(out, labels[0], labels[1:])  # the loss casts logits to float32
+    loss, parts = multires_loss(out, labels[0], labels[1:], sets)  # the loss casts logits to float32
     if scaler is not None:
         scaler.scale(loss).backward()
         if grad_clip:
@@ -169,13 +171,15 @@ class Trainer:
             self._prepare_folder()
         barrier(ctx)  # other ranks read the run folder only after rank 0 has checked it
         ckpt_path = latest_checkpoint(self.folder.path) if options.resume else None
-        self.dataset, self.split = load_fold(options)
+        self.sources = load_sources(options)
+        self.dataset, self.split = self.sources[0].dataset, merged_split(self.sources)
         if ctx.is_main:
-            # the folder name only: run folders get copied and shared; options.json keeps the path for resume
-            write_json(self.folder.splits, {"dataset": Path(options.dataset).resolve().name, "fold": options.fold,
-                                            **self.split})
-        self.train_cases = load_cases(self.dataset, self.split["train"], options, ctx.is_main)
-        val_cases = load_cases(self.dataset, self.split["val"], options, True) if ctx.is_main else []
+            write_json(self.folder.splits, self._splits_record())
+        self.train_cases, val_cases = [], []
+        for src in self.sources:
+            self.train_cases += load_cases(src.dataset, src.split["train"], options, ctx.is_main, src.prefix)
+            if ctx.is_main:
+                val_cases += load_cases(src.dataset, src.split["val"], options, True, src.prefix)
         self._build_sampler()
         from sneakynet.validation import Validator
 
@@ -217,6 +221,21 @@ class Trainer:
             remove_stale_temporaries(folder)
         write_json(stored, {**options.to_dict(), "world_size": ctx.world_size, "network": self.config.to_dict()})
 
+    def _splits_record(self) -> dict:
+        """The run's ``splits.json``: folder names only (run folders get copied and shared;
+        options.json keeps the paths for resume); mixed runs list each dataset's own fold too."""
+        record = {"dataset": Path(self.options.dataset).resolve().name, "fold": self.options.fold, **self.split}
+        if len(self.sources) > 1:
+            record["datasets"] = [{"dataset": Path(s.dataset.folder).resolve().name, "weight": s.weight,
+                                   "prefix": s.prefix, **s.split} for s in self.sources]
+        return record
+
+    def _case_weights(self) -> list[float] | None:
+        """Sampling weight per training case: a dataset's weight shared by its cases (None: one dataset)."""
+        if len(self.sources) == 1:
+            return None
+        return [s.weight / len(s.split["train"]) for s in self.sources for _ in s.split["train"]]
+
     def _build_sampler(self) -> None:
         from sneakynet.patch_loader import PatchLoader
         from sneakynet.sampler import AugmentOptions, PatchDataset, SamplerOptions
@@ -226,7 +245,8 @@ class Trainer:
             patch_size=config.patch_size, num_context=config.num_context, class_balance=options.class_balance,
             seed=options.seed, augment=AugmentOptions() if options.augment else AugmentOptions.none())
         self.patches = PatchDataset(self.train_cases, self.sampler_options, rank=ctx.rank, world_size=ctx.world_size,
-                                    samples_per_epoch=options.iterations * options.batch_size)
+                                    samples_per_epoch=options.iterations * options.batch_size,
+                                    case_weights=self._case_weights())
         self.loader = PatchLoader(self.patches, options.batch_size, num_workers=options.workers,
                                   pin_memory=ctx.device.type == "cuda")
 
@@ -307,8 +327,9 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.options.lr_at(iteration - 1)
         images, labels = _batch_to(batch, self.ctx.device)
+        sets = batch["sets"].to(self.ctx.device, non_blocking=True) if "sets" in batch else None
         parts = train_step(self.ddp_model, self.optimizer, images, labels, self.amp_dtype, self.scaler,
-                           self.options.grad_clip)
+                           self.options.grad_clip, sets)
         if not math.isfinite(parts["total"]) and self.scaler is None:
             last = latest_checkpoint(self.folder.path)
             raise FloatingPointError(f"training loss became {parts['total']} at iteration {iteration}; "
@@ -380,7 +401,8 @@ class Trainer:
                 "train_cases": split["train"], "val_cases": split["val"], "test_cases": split["test"],
                 "iterations": iteration, "batch_size_per_process": options.batch_size,
                 "world_size": self.ctx.world_size, "optimizer": optimizer, "seed": options.seed,
-                "sampler": self.sampler_options.to_dict(), "amp": str(self.amp_dtype), "device": self.ctx.device.type}
+                "sampler": self.sampler_options.to_dict(), "amp": str(self.amp_dtype), "device": self.ctx.device.type,
+                **({"datasets": self._splits_record()["datasets"]} if len(self.sources) > 1 else {})}
 
     def write_bundle(self, folder: Path, iteration: int, metrics: dict | None) -> Path:
         """A model bundle of the current weights in ``folder``."""

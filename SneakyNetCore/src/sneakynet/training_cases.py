@@ -8,7 +8,7 @@ therefore sees its training patches on the grid it will be run on.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from sneakynet.geometry import to_model_grid
 from sneakynet.intensity import DEFAULT_CT_NORMALIZATION, CTNormalization, normalize_ct
+from sneakynet.label_sets import LabelSets
 from sneakynet.labels import NUM_CLASSES
 from sneakynet.train_options import TrainError, TrainOptions
 
@@ -42,10 +43,11 @@ class TrainingCase:
 
     case_id: str
     image: np.ndarray  # float32, normalize_ct applied
-    labels: np.ndarray  # uint8, 0..125
+    labels: np.ndarray  # uint8, 0..125 (and the set values of ``sets``)
     spacing: tuple[float, float, float]  # mm, array order (z, y, x)
     lr_axis: int  # array axis running patient left-right (mirroring)
     si_axis: int  # array axis running superior-inferior (rotations are about it)
+    sets: LabelSets | None = None  # what each label value stands for; None: every value is its own bone
 
     @classmethod
     def from_images(
@@ -55,13 +57,16 @@ class TrainingCase:
         labels: sitk.Image,
         spacing_xyz: Sequence[float] | None = None,
         normalization: CTNormalization = DEFAULT_CT_NORMALIZATION,
+        sets: LabelSets | None = None,
     ) -> "TrainingCase":
         """Build from SimpleITK images (HU CT and its label map, same physical space) on the model grid
-        of ``spacing_xyz`` mm (x, y, z; default: the CT's own spacing, then only reoriented)."""
+        of ``spacing_xyz`` mm (x, y, z; default: the CT's own spacing, then only reoriented).
+        ``sets``: the case's label sets (set values above 125 allowed in the labels then)."""
         stats = sitk.MinimumMaximumImageFilter()
         stats.Execute(labels)
-        if stats.GetMinimum() < 0 or stats.GetMaximum() >= NUM_CLASSES:
-            raise ValueError(f"case {case_id}: label values outside 0..{NUM_CLASSES - 1}")
+        top = max(sets.values) if sets is not None else NUM_CLASSES - 1
+        if stats.GetMinimum() < 0 or stats.GetMaximum() > top:
+            raise ValueError(f"case {case_id}: label values outside 0..{top}")
         spacing = tuple(float(s) for s in (ct.GetSpacing() if spacing_xyz is None else spacing_xyz))
         if len(spacing) != 3 or min(spacing) <= 0:
             raise ValueError(f"spacing must be 3 positive values in mm, got {spacing}")
@@ -76,13 +81,14 @@ class TrainingCase:
             spacing=tuple(float(s) for s in model_ct.GetSpacing()[::-1]),  # type: ignore[arg-type]
             lr_axis=lr_axis,
             si_axis=si_axis,
+            sets=None if sets is None or sets.trivial else sets,
         )
 
 
 def case_on_model_grid(case_id: str, ct: sitk.Image, labels: sitk.Image, spacing: Sequence[float],
-                       normalization: CTNormalization) -> TrainingCase:
+                       normalization: CTNormalization, sets: LabelSets | None = None) -> TrainingCase:
     """:meth:`TrainingCase.from_images` at ``spacing`` mm (x, y, z): the grid the predictor uses."""
-    return TrainingCase.from_images(case_id, ct, labels, spacing, normalization)
+    return TrainingCase.from_images(case_id, ct, labels, spacing, normalization, sets)
 
 
 def load_fold(options: TrainOptions) -> tuple[Any, dict[str, list[str]]]:
@@ -106,8 +112,48 @@ def load_fold(options: TrainOptions) -> tuple[Any, dict[str, list[str]]]:
     return ds, folds[options.fold]
 
 
-def load_cases(ds, case_ids: Sequence[str], options: TrainOptions, show: bool) -> list:
-    """Read, resample and normalise cases (tqdm progress on the main process)."""
+@dataclass
+class FoldSource:
+    """One dataset of a run: its fold, sampling weight and the prefix of its case ids in the run."""
+
+    dataset: Any  # sneakynet.dataset.Dataset
+    split: dict[str, list[str]]
+    weight: float
+    prefix: str  # "" for a single-dataset run; "<folder name>__" when datasets are mixed
+
+    def run_ids(self, part: str) -> list[str]:
+        """The case ids of ``part`` (train/val/test) as the run names them."""
+        return [self.prefix + c for c in self.split[part]]
+
+
+def _prefixes(folders: Sequence[str]) -> list[str]:
+    """Case-id prefixes of mixed datasets: the folder name (file-name safe), numbered when names repeat."""
+    import re
+
+    names = [re.sub(r"[^A-Za-z0-9_.\-]", "_", Path(f).resolve().name) or "dataset" for f in folders]
+    return [f"{n}{i if names.count(n) > 1 else ''}__" for i, n in enumerate(names)]
+
+
+def load_sources(options: TrainOptions) -> list[FoldSource]:
+    """Every dataset of the run (``options.dataset_entries()``) with its fold ``options.fold``."""
+    entries = options.dataset_entries()
+    prefixes = _prefixes([d for d, _ in entries]) if len(entries) > 1 else [""]
+    out = []
+    for (folder, weight), prefix in zip(entries, prefixes):
+        single = replace(options, dataset=folder, datasets=())
+        ds, split = load_fold(single)
+        out.append(FoldSource(ds, split, weight, prefix))
+    return out
+
+
+def merged_split(sources: Sequence[FoldSource]) -> dict[str, list[str]]:
+    """train/val/test case ids of all sources as the run names them."""
+    return {part: [c for s in sources for c in s.run_ids(part)] for part in ("train", "val", "test")}
+
+
+def load_cases(ds, case_ids: Sequence[str], options: TrainOptions, show: bool, prefix: str = "") -> list:
+    """Read, resample and normalise cases (tqdm progress on the main process); each case carries
+    its label sets and is named ``prefix + case id``."""
     from tqdm import tqdm
 
     from sneakynet.dataset import DatasetError
@@ -119,8 +165,9 @@ def load_cases(ds, case_ids: Sequence[str], options: TrainOptions, show: bool) -
             ct, labels = ds.read_case(case_id)
         except DatasetError as exc:
             raise TrainError(str(exc)) from None
-        out.append(case_on_model_grid(case_id, ct, labels, options.spacing, norm))
+        out.append(case_on_model_grid(prefix + case_id, ct, labels, options.spacing, norm, ds.label_sets(case_id)))
     return out
 
 
-__all__ = ["TrainingCase", "case_on_model_grid", "load_cases", "load_fold", "patient_axes"]
+__all__ = ["FoldSource", "TrainingCase", "case_on_model_grid", "load_cases", "load_fold", "load_sources",
+           "merged_split", "patient_axes"]

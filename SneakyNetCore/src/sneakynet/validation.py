@@ -2,6 +2,7 @@
 
 ``val_mode="cases"`` predicts whole cases with the sliding-window :class:`sneakynet.infer.Predictor`;
 ``val_mode="patches"`` scores a fixed set of sampled validation patches (cheap, for tests).
+Partially labelled cases (:mod:`sneakynet.label_sets`) are scored on their certain voxels only.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Validator:
     def __init__(self, cases: list, config: NetConfig, options: TrainOptions, device: torch.device) -> None:
         self.cases, self.config, self.options, self.device = cases, config, options, device
         self.patches: list[dict] = []
+        self.sets = {c.case_id: c.sets for c in cases if c.sets is not None}
         if cases and options.val_mode == "patches":
             from sneakynet.sampler import AugmentOptions, PatchDataset, SamplerOptions
 
@@ -38,7 +40,7 @@ class Validator:
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> dict[str, float]:
         """``val_dsc`` (mean class-wise DSC over evaluated bones), the paper's summary, ``val_seconds``."""
-        from sneakynet.metrics import aggregate_cases, confusion_matrix, dice_from_confusion, summarize
+        from sneakynet.metrics import aggregate_cases, dice_from_confusion, summarize
 
         t0 = time.perf_counter()
         net = unwrap_model(model)
@@ -51,9 +53,11 @@ class Validator:
                     chunk = self.patches[start:start + max(1, self.options.batch_size)]
                     images = [torch.stack([p["image"][k] for p in chunk]).to(self.device)
                               for k in range(self.config.num_context + 1)]
-                    ref = torch.stack([p["labels"][0] for p in chunk]).numpy().astype(np.uint8)
+                    ref = torch.stack([p["labels"][0] for p in chunk]).numpy()
                     pred = net(images[0], images[1:], with_context_logits=False).target.argmax(1)
-                    cm = cm + confusion_matrix(pred.to(torch.uint8).cpu().numpy(), ref)
+                    pred = pred.to(torch.uint8).cpu().numpy()
+                    for i, p in enumerate(chunk):
+                        cm = cm + _certain_confusion(pred[i], ref[i], self.sets.get(p["case"]))
                 dsc = dice_from_confusion(cm)
             else:
                 from sneakynet.infer import Predictor
@@ -64,7 +68,7 @@ class Validator:
                 per_case = []
                 for case in self.cases:
                     pred = predictor.predict_array(case.image)
-                    per_case.append(dice_from_confusion(confusion_matrix(pred, case.labels)))
+                    per_case.append(dice_from_confusion(_certain_confusion(pred, case.labels, case.sets)))
                 dsc = aggregate_cases(per_case)
         finally:
             net.train(was_training)
@@ -73,6 +77,16 @@ class Validator:
         return {"val_dsc": float(finite.mean()) if finite.size else float("nan"),
                 "val_median": summary["median"], "val_nonzero_pct": summary["nonzero_pct"],
                 "val_n_evaluated": summary["n_evaluated"], "val_seconds": time.perf_counter() - t0}
+
+
+def _certain_confusion(pred: np.ndarray, ref: np.ndarray, sets) -> np.ndarray:
+    """Confusion matrix of ``pred`` against ``ref``; with label ``sets``, over the certain voxels only."""
+    from sneakynet.metrics import confusion_matrix
+
+    if sets is None:
+        return confusion_matrix(pred, ref.astype(np.uint8, copy=False))
+    labels, certain = sets.resolve(ref)
+    return confusion_matrix(pred[certain], labels[certain])
 
 
 __all__ = ["Validator"]

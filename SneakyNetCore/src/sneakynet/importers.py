@@ -13,9 +13,16 @@ Two sources:
   ``total`` class map (``TotalSegmentator --ml``). ``SRC`` may also be a single case folder.
 
 The class mapping ships as ``resources/totalseg_mapping.json`` (all 117 ``total`` classes, the 62
-bone classes mapped, the choices explained: vertebrae_S1 -> sacrum, skull -> cranium, sternum ->
-sternum_body, clavicula -> clavicle). Everything unmapped becomes background and is reported with
-its voxel count. The output folder is built beside ``DST`` and renamed into place at the end, so a
+bone classes mapped, the choices explained: vertebrae_S1 -> sacrum, clavicula -> clavicle). Its
+``sets`` are TotalSegmentator classes that hold several of our bones: sternum -> value 200 =
+manubrium ∪ body, skull -> value 201 = cranium ∪ mandible. Both importers write a ``label_sets``
+declaration (:mod:`sneakynet.label_sets`) into ``dataset.json``: those set values, and the bones
+the source annotates, so that its background stands for background or any other bone (hands, ...).
+Everything unmapped becomes background and is reported with its voxel count.
+
+TotalSegmentator extras: a ``meta.csv`` beside the case folders (semicolon-separated, columns
+``image_id`` and ``split`` = train/val/test) becomes ``splits.json`` (one fold); cases without a
+voxel of any of our bones are skipped and listed; the report counts cases and voxels per bone. The output folder is built beside ``DST`` and renamed into place at the end, so a
 failed import never leaves a half-written dataset.
 """
 from __future__ import annotations
@@ -42,16 +49,20 @@ from sneakynet.dataset import (
     label_value_counts,
     make_dataset_json,
     valid_case_id,
+    write_splits,
 )
 from sneakynet.io import (ImageReadError, OutputWriteError, atomic_folder, atomic_path, read_image, read_json,
                           write_image, write_json)
-from sneakynet.labels import load_label_table
+from sneakynet.label_sets import LABEL_SETS_KEY, LabelSets
+from sneakynet.labels import NUM_CLASSES, load_label_table
 
 BACKGROUND = "background"
 IMPORT_REPORT_JSON = "import_report.json"
 TOTALSEG_CT = "ct.nii.gz"
 TOTALSEG_MASK_DIR = "segmentations"
 TOTALSEG_MULTILABEL = "segmentations.nii.gz"
+TOTALSEG_META = "meta.csv"
+SPLIT_PARTS = ("train", "val", "test")
 
 Progress = Callable[[int, int, str], None]  # (cases done, cases total, case id)
 
@@ -71,6 +82,7 @@ class TotalSegMapping:
     classes: dict[int, str]  # TotalSegmentator value -> class name
     to_sneakynet: dict[str, str]  # TotalSegmentator class name -> SneakyNet bone name
     choices: dict[str, str]  # documented mapping decisions
+    sets: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # class -> (set value, our bones)
 
 
 @lru_cache(maxsize=None)
@@ -85,7 +97,12 @@ def load_totalseg_mapping() -> TotalSegMapping:
     unknown = sorted(set(to) - set(classes.values()))
     if unknown:
         raise DatasetImportError(f"{source}: to_sneakynet names unknown TotalSegmentator classes {unknown}")
-    return TotalSegMapping(classes=classes, to_sneakynet=to, choices=dict(data.get("choices", {})))
+    sets = {str(k): (int(v["value"]), tuple(v["bones"])) for k, v in data.get("sets", {}).items()}
+    for name, (value, bones) in sets.items():
+        _check_targets({name: b for b in bones}, source)
+        if not NUM_CLASSES <= value <= 255 or name not in to:
+            raise DatasetImportError(f"{source}: set {name!r} needs a value in {NUM_CLASSES}..255 and a to_sneakynet entry")
+    return TotalSegMapping(classes=classes, to_sneakynet=to, choices=dict(data.get("choices", {})), sets=sets)
 
 
 def _check_targets(mapping: dict[str, str], source: str) -> None:
@@ -129,6 +146,35 @@ def resolve_name(name: str, user_mapping: dict[str, str] | None = None) -> str:
     return load_totalseg_mapping().to_sneakynet.get(name, BACKGROUND)
 
 
+def resolve_target(name: str, user_mapping: dict[str, str] | None = None) -> tuple[str, int]:
+    """(our name, label value) for a source class: a TotalSegmentator set class (not user-mapped, not
+    one of our names) -> ("bone+bone", its set value); otherwise :func:`resolve_name` and the bone's id."""
+    table = load_label_table()
+    sets = load_totalseg_mapping().sets
+    if name in sets and not (user_mapping and name in user_mapping) and name not in {b.name for b in table}:
+        value, bones = sets[name]
+        return "+".join(bones), value
+    target = resolve_name(name, user_mapping)
+    return target, (table.by_name(target).id if target != BACKGROUND else 0)
+
+
+def import_label_sets(source_names: list[str], user_mapping: dict[str, str] | None = None) -> LabelSets:
+    """The label sets of data whose classes are ``source_names``: the bones they map to are annotated
+    (set members included), the set values of :func:`resolve_target` declared."""
+    table = load_label_table()
+    annotated: set[int] = set()
+    sets: dict[int, frozenset[int]] = {}
+    for name in source_names:
+        target, value = resolve_target(name, user_mapping)
+        if value >= NUM_CLASSES:
+            members = frozenset(table.by_name(b).id for b in target.split("+"))
+            sets[value] = members
+            annotated |= members
+        elif value:
+            annotated.add(value)
+    return LabelSets(annotated=frozenset(annotated), sets=sets)
+
+
 # ----------------------------------------------------------------------------------------------
 # report
 
@@ -160,6 +206,19 @@ class ImportReport:
     destination: str
     cases: list[CaseImport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # cases left out: not a voxel of any of our bones
+    split: dict[str, list[str]] | None = None  # from the source's meta.csv (TotalSegmentator)
+
+    def bone_counts(self) -> dict[str, dict[str, int]]:
+        """Our bone (or set, "a+b") -> {"cases": cases holding it, "voxels": voxels over all cases}."""
+        out: dict[str, dict[str, int]] = {}
+        for case in self.cases:
+            for name in {c.target_name for c in case.classes if c.target_id}:
+                n = sum(c.voxels for c in case.classes if c.target_name == name)
+                entry = out.setdefault(name, {"cases": 0, "voxels": 0})
+                entry["cases"] += 1
+                entry["voxels"] += n
+        return out
 
     def mapped_voxels(self) -> dict[str, int]:
         """SneakyNet bone name -> imported voxels over all cases."""
@@ -183,16 +242,23 @@ class ImportReport:
         data = asdict(self)
         data["mapped_voxels"] = self.mapped_voxels()
         data["unmapped_voxels"] = self.unmapped_voxels()
+        data["bone_counts"] = self.bone_counts()
         return data
 
     def summary(self) -> str:
         """A short human-readable summary for the CLI."""
-        mapped, unmapped = self.mapped_voxels(), self.unmapped_voxels()
+        mapped, unmapped, counts = self.mapped_voxels(), self.unmapped_voxels(), self.bone_counts()
         lines = [
             f"imported {len(self.cases)} case(s) from {self.source} ({self.format}) into {self.destination}",
             f"bones present: {len(mapped)}, {sum(mapped.values())} voxels",
         ]
-        lines += [f"  {name}: {n}" for name, n in mapped.items()]
+        lines += [f"  {name}: {counts[name]['cases']} case(s), {n} voxels" for name, n in mapped.items()]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} case(s) without a voxel of any of our bones: "
+                         + ", ".join(self.skipped[:20]) + (" ..." if len(self.skipped) > 20 else ""))
+        if self.split is not None:
+            lines.append("split from " + TOTALSEG_META + ": "
+                         + ", ".join(f"{len(self.split[p])} {p}" for p in SPLIT_PARTS))
         if unmapped:
             lines.append(f"unmapped classes set to background: {len(unmapped)}, {sum(unmapped.values())} voxels")
             lines += [f"  {name}: {n}" for name, n in sorted(unmapped.items(), key=lambda kv: -kv[1])]
@@ -222,22 +288,33 @@ ConvertCase = Callable[[object], tuple[str, Path, sitk.Image, np.ndarray, CaseIm
 
 
 def _import_cases(src: Path, dst: Path, overwrite: bool, report: ImportReport, items: list, convert: ConvertCase,
-                  description: str, progress: Progress | None) -> ImportReport:
+                  description: str, progress: Progress | None, sets: LabelSets | None = None,
+                  skip_empty: bool = False) -> ImportReport:
     """The staging loop both importers share: convert each case, write its CT and labels into a
-    staging folder beside ``dst``, then publish the finished dataset (:func:`sneakynet.io.atomic_folder`)."""
+    staging folder beside ``dst``, then publish the finished dataset (:func:`sneakynet.io.atomic_folder`).
+    ``sets``: the label sets to declare (none when trivial); ``skip_empty``: leave out cases without
+    a voxel of our bones (listed in ``report.skipped``)."""
     _check_destination(src, dst, overwrite)
     with atomic_folder(dst) as stage:
         (stage / IMAGES_DIR).mkdir()
         (stage / LABELS_DIR).mkdir()
         for i, item in enumerate(items):
             case, ct_path, ct, labels, entry = convert(item)
-            _write_ct(ct_path, ct, stage / IMAGES_DIR / f"{case}{CHANNEL_SUFFIX}{DEFAULT_FILE_ENDING}")
-            _write_labels(ct, labels, stage / LABELS_DIR / f"{case}{DEFAULT_FILE_ENDING}")
-            report.cases.append(entry)
+            if skip_empty and not any(c.target_id for c in entry.classes):
+                report.skipped.append(case)
+            else:
+                _write_ct(ct_path, ct, stage / IMAGES_DIR / f"{case}{CHANNEL_SUFFIX}{DEFAULT_FILE_ENDING}")
+                _write_labels(ct, labels, stage / LABELS_DIR / f"{case}{DEFAULT_FILE_ENDING}")
+                report.cases.append(entry)
             if progress:
                 progress(i + 1, len(items), case)
+        if not report.cases:
+            raise DatasetImportError(f"{src}: none of the {len(items)} case(s) holds a voxel of any SneakyNet bone")
+        extra: dict = {"sneakynet_import": {"format": report.format, "source": report.source}}
+        if sets is not None and not sets.trivial:
+            extra[LABEL_SETS_KEY] = sets.to_json()
         meta = make_dataset_json(num_training=len(report.cases), name=dst.name, description=description,
-                                 extra={"sneakynet_import": {"format": report.format, "source": report.source}})
+                                 extra=extra)
         write_json(report.to_dict(), stage / IMPORT_REPORT_JSON)
         write_json(meta, stage / DATASET_JSON)
     return report
@@ -343,11 +420,11 @@ def import_nnunet(
     images_dir, labels_dir = src / IMAGES_DIR, src / LABELS_DIR
     suffix = f"{CHANNEL_SUFFIX}{ending}"
     cases = _nnunet_cases(images_dir, labels_dir, suffix, ending)
-    table = load_label_table()
-    targets = {v: resolve_name(n, user_mapping) if v else BACKGROUND for v, n in value_names.items()}
+    resolved = {v: resolve_target(n, user_mapping) if v else (BACKGROUND, 0) for v, n in value_names.items()}
+    targets = {v: name for v, (name, _) in resolved.items()}
     lut = np.zeros(max(value_names) + 1, dtype=np.uint8)
-    for v, name in targets.items():
-        lut[v] = table.by_name(name).id if name != BACKGROUND else 0
+    for v, (_, target_value) in resolved.items():
+        lut[v] = target_value
 
     def convert(case: str) -> tuple[str, Path, sitk.Image, np.ndarray, CaseImport]:
         image_path, label_path = images_dir / f"{case}{suffix}", labels_dir / f"{case}{ending}"
@@ -369,8 +446,9 @@ def import_nnunet(
             ))
         return case, image_path, ct, out, entry
 
+    sets = import_label_sets([n for v, n in value_names.items() if v], user_mapping)
     return _import_cases(src, dst, overwrite, report, cases, convert,
-                         f"imported from nnU-Net raw dataset {src.name}", progress)
+                         f"imported from nnU-Net raw dataset {src.name}", progress, sets=sets)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -407,17 +485,15 @@ def _import_totalseg_multilabel(
         raise DatasetImportError(
             f"{path}: value(s) {bad[:8]} are not TotalSegmentator v2 'total' classes (1..{max(mapping.classes)})"
         )
-    table = load_label_table()
     lut = np.zeros(max(max(mapping.classes), counts.size - 1) + 1, dtype=np.uint8)
     for value, name in mapping.classes.items():
-        target = resolve_name(name, user_mapping)
-        lut[value] = table.by_name(target).id if target != BACKGROUND else 0
+        lut[value] = resolve_target(name, user_mapping)[1]
     for v in np.flatnonzero(counts):
         if v == 0:
             continue
         name = mapping.classes[int(v)]
         entry.classes.append(ClassCount(
-            source_name=name, source_value=int(v), target_name=resolve_name(name, user_mapping),
+            source_name=name, source_value=int(v), target_name=resolve_target(name, user_mapping)[0],
             target_id=int(lut[v]), voxels=int(counts[v]),
         ))
     arr = sitk.GetArrayViewFromImage(labels)
@@ -430,11 +506,10 @@ def _import_totalseg_masks(
     files = sorted(p for p in folder.iterdir() if p.name.endswith(".nii.gz") and not p.name.startswith("."))
     if not files:
         raise DatasetImportError(f"{folder}: no binary masks <class>.nii.gz found")
-    table = load_label_table()
     out = np.zeros(ct.GetSize()[::-1], dtype=np.uint8)
     for p in files:
         name = p.name[: -len(".nii.gz")]
-        target = resolve_name(name, user_mapping)
+        target, target_id = resolve_target(name, user_mapping)
         mask_img = _read(p)
         problem = geometry_mismatch(ct, mask_img)
         if problem:
@@ -443,7 +518,6 @@ def _import_totalseg_masks(
         n = int(np.count_nonzero(mask))
         if n == 0:
             continue
-        target_id = table.by_name(target).id if target != BACKGROUND else 0
         if target_id:
             entry.overlap_voxels += int(np.count_nonzero(out[mask]))
             out[mask] = target_id
@@ -493,8 +567,43 @@ def import_totalseg(
             out = _import_totalseg_masks(ct, case_dir / TOTALSEG_MASK_DIR, mapping, user_mapping, entry)
         return case_dir.name, ct_path, ct, out, entry
 
-    return _import_cases(src, dst, overwrite, report, cases, convert,
-                         f"imported from TotalSegmentator-style folder {src.name}", progress)
+    meta_path = src / TOTALSEG_META
+    meta = read_totalseg_meta(meta_path, [c.name for c in cases]) if meta_path.is_file() else None
+    names = list(mapping.classes.values()) + list(user_mapping or {})
+    _import_cases(src, dst, overwrite, report, cases, convert, f"imported from TotalSegmentator-style folder {src.name}",
+                  progress, sets=import_label_sets(names, user_mapping), skip_empty=True)
+    if meta is not None:
+        imported = [c.case_id for c in report.cases]
+        report.split = {part: [c for c in imported if meta[c] == part] for part in SPLIT_PARTS}
+        if report.split["train"]:
+            write_splits(dst, [report.split])
+        else:
+            report.notes.append(f"{meta_path}: no imported case is in the train split; no splits.json written")
+    return report
+
+
+def read_totalseg_meta(path: Path, case_ids: list[str]) -> dict[str, str]:
+    """Case id -> train/val/test from TotalSegmentator's ``meta.csv`` (``;``-separated, columns
+    ``image_id`` and ``split``); every case folder must be listed (extra rows are ignored)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f, delimiter=";"))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetImportError(f"{path}: cannot be read ({exc})") from None
+    if not rows or not {"image_id", "split"} <= set(rows[0]):
+        raise DatasetImportError(f"{path}: needs the semicolon-separated columns image_id and split")
+    split = {}
+    for i, row in enumerate(rows, start=2):
+        part = (row.get("split") or "").strip()
+        if part not in SPLIT_PARTS:
+            raise DatasetImportError(f"{path}: line {i}: split {part!r} is not one of {', '.join(SPLIT_PARTS)}")
+        split[(row.get("image_id") or "").strip()] = part
+    missing = [c for c in case_ids if c not in split]
+    if missing:
+        raise DatasetImportError(f"{path}: case folder(s) {missing[:5]} are not listed (image_id)")
+    return split
 
 
 IMPORTERS: dict[str, Callable[..., ImportReport]] = {"nnunet": import_nnunet, "totalseg": import_totalseg}

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "overrides the built-in TotalSegmentator mapping for the names it lists")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists and is not empty")
     parser.add_argument("--splits", type=_folds, metavar="K", default=5,
-                        help="also write splits.json with K folds (0: none; default 5, needs >= 3 cases)")
+                        help="also write splits.json with K folds (0: none; default 5, needs >= 3 cases); a TotalSegmentator "
+                             "meta.csv beside the case folders gives its own train/val/test split instead")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="seed of the splits (default 0)")
 
 
@@ -53,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
             for bar in bars:
                 bar.close()
         print(report.summary())
-        if args.splits:
+        if report.split is not None:
+            print(f"wrote {args.dst}/splits.json from the source's meta.csv (one fold: its train/val/test split)"
+                  if report.split["train"] else "no splits.json: meta.csv puts no imported case in train")
+        elif args.splits:
             if len(report.cases) >= 3:
                 path = write_splits(args.dst, n_folds=args.splits, seed=args.seed)
                 print(f"wrote {path}")

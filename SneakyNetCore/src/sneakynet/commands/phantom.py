@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fov-scale", type=float_in(0.1, 10.0), default=1.0, metavar="F",
                         help="v1 only: scale of the field of view; below 1 bones at the border are cut (default: 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--layout", choices=("nnunet", "totalseg"), default="nnunet",
+                        help="nnunet: imagesTr/labelsTr/dataset.json (default); totalseg: the TotalSegmentator "
+                             "dataset's layout (<case>/ct.nii.gz, segmentations/<class>.nii.gz with its classes only: "
+                             "no hand bones, sternum and skull merged; meta.csv with a train/val/test split)")
 
 
 def _options(args: argparse.Namespace):
@@ -77,10 +81,39 @@ def run(args: argparse.Namespace) -> int:
         options = _options(args)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if args.layout == "totalseg":
+        return _run_totalseg(args, options)
     try:
         paths = write_cases(args.out, args.n, args.seed, options, progress=not args.quiet, version=args.version)
     except OSError as exc:
         raise UserError(f"{args.out}: cannot write the dataset ({exc.strerror or exc})") from None
     print(f"wrote {len(paths)} phantom v{args.version} case(s) (seeds {args.seed}..{args.seed + args.n - 1}) and "
           f"dataset.json to {args.out}")
+    return 0
+
+
+def _run_totalseg(args: argparse.Namespace, options) -> int:
+    """Phantoms in the TotalSegmentator layout: generated as a dataset in a temporary folder, then
+    rewritten (:func:`sneakynet.totalseg_layout.write_totalseg_layout`); meta.csv gets fold 0 of
+    :func:`sneakynet.dataset.make_splits` (all train below 3 cases)."""
+    import tempfile
+
+    from sneakynet.dataset import make_splits
+    from sneakynet.phantom import write_cases
+    from sneakynet.totalseg_layout import write_totalseg_layout
+
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".phantom-", dir=args.out.parent) as tmp:
+            write_cases(tmp, args.n, args.seed, options, progress=not args.quiet, version=args.version)
+            from sneakynet.dataset import load_dataset
+
+            cases = load_dataset(tmp).cases
+            fold = make_splits(cases)[0] if len(cases) >= 3 else {"train": cases}
+            splits = {c: part for part, ids in fold.items() for c in ids}
+            write_totalseg_layout(tmp, args.out, splits)
+    except OSError as exc:
+        raise UserError(f"{args.out}: cannot write the dataset ({exc.strerror or exc})") from None
+    print(f"wrote {args.n} phantom v{args.version} case(s) in the TotalSegmentator layout (ct.nii.gz, "
+          f"segmentations/, meta.csv) to {args.out}")
     return 0

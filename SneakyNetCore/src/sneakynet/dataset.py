@@ -214,7 +214,7 @@ def check_label_values(
     if bad:
         shown = ", ".join(f"{v} ({int(counts[v])} voxels)" for v in bad[:8])
         more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
-        limit = f"0..{NUM_BONES}" if allowed is None else "the labels (and label_sets) of dataset.json"
+        limit = f"0..{NUM_BONES}" if allowed is None else "the labels of dataset.json"
         raise LabelMapError(f"{source}: label value(s) {shown}{more} outside {limit}")
     return counts
 

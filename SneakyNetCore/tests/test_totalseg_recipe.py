@@ -126,3 +126,18 @@ def test_mixed_run_trains_resumes_and_evaluates(data, tmp_path):
     assert ref.max() <= 125  # set values resolved for scoring
     bundle = json.loads((run / "bundle" / "config.json").read_text())
     assert [d["weight"] for d in bundle["training"]["datasets"]] == [1.0, 2.0]
+
+
+def test_dataset_entries_and_weights():
+    from sneakynet.train_options import TrainError, TrainOptions
+
+    mixed = TrainOptions(dataset=["a", "b:2.5"], out="o")
+    assert mixed.dataset == "a" and mixed.datasets == ("a:1", "b:2.5")
+    assert mixed.dataset_entries() == [("a", 1.0), ("b", 2.5)]
+    assert TrainOptions.from_dict(mixed.to_dict()) == mixed  # options.json round trip (resume)
+    single = TrainOptions(dataset=["C:\\data"], out="o")  # a colon without a number stays in the path
+    assert single.dataset == "C:\\data" and single.datasets == () and single == TrainOptions(dataset="C:\\data", out="o")
+    with pytest.raises(TrainError, match="weight after ':' must be a positive number"):
+        TrainOptions(dataset=["a", "b:0"], out="o")
+    with pytest.raises(TrainError, match="given twice"):
+        TrainOptions(dataset=["a", "a:2"], out="o")

@@ -4,7 +4,7 @@ Predicts every test case of the fold with the run's final bundle (the same predi
 and scores it like :func:`sneakynet.evaluate.evaluate_folders`; the reports go to
 ``<run>/test/`` (predictions in ``<run>/test/predictions``). A mixed run (several ``--dataset``)
 evaluates the test cases of every dataset under their run names; a partially labelled case
-(:mod:`sneakynet.label_sets`) is scored on its certain voxels only, and its reference file holds
+(:mod:`sneakynet.label_sets`) is scored on its certain voxels only (no HD95), and its reference file holds
 each set's first class (background for the background set) for viewing.
 """
 from __future__ import annotations

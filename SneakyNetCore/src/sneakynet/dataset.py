@@ -394,15 +394,17 @@ def write_splits(
     n_folds: int = 5,
     seed: int = 0,
     n_val: int | None = None,
+    description: str | None = None,
 ) -> Path:
-    """Write ``<folder>/splits.json`` (atomic); splits default to :func:`make_splits` of the dataset's cases."""
+    """Write ``<folder>/splits.json`` (atomic); splits default to :func:`make_splits` of the dataset's cases.
+    ``description`` says where given ``splits`` come from (default: the k-fold scheme's)."""
     ds = load_dataset(folder)
     if splits is None:
         splits = make_splits(ds.cases, n_folds=n_folds, seed=seed, n_val=n_val)
     _validate_splits(splits, set(ds.cases), Path(folder) / SPLITS_JSON)
     data = {
-        "description": "k-fold cross-validation: every case is in the test set of exactly one fold "
-        "(sneakynet.dataset.make_splits)",
+        "description": description or "k-fold cross-validation: every case is in the test set of exactly one "
+        "fold (sneakynet.dataset.make_splits)",
         "seed": seed,
         "n_folds": len(splits),
         "folds": [{"fold": i, **s} for i, s in enumerate(splits)],

@@ -576,7 +576,8 @@ def import_totalseg(
         imported = [c.case_id for c in report.cases]
         report.split = {part: [c for c in imported if meta[c] == part] for part in SPLIT_PARTS}
         if report.split["train"]:
-            write_splits(dst, [report.split])
+            write_splits(dst, [report.split], description=f"the train/val/test split of the source's {TOTALSEG_META} "
+                         "(one fold; sneakynet.importers.import_totalseg)")
         else:
             report.notes.append(f"{meta_path}: no imported case is in the train split; no splits.json written")
     return report

@@ -64,7 +64,9 @@ def test_import_reads_meta_csv_skips_empty_cases_counts_bones_and_declares_sets(
     report = json.loads((data["imported"] / "import_report.json").read_text())
     assert report["skipped"] == ["organs_only"] and "liver" not in report["unmapped_voxels"]  # nothing of it imported
     meta = dict(line.split(";") for line in (data["ts"] / "meta.csv").read_text().splitlines()[1:])
-    fold = json.loads((data["imported"] / "splits.json").read_text())["folds"]
+    saved = json.loads((data["imported"] / "splits.json").read_text())
+    fold = saved["folds"]
+    assert "meta.csv" in saved["description"]
     assert len(fold) == 1 and {c: p for p in ("train", "val", "test") for c in fold[0][p]} == \
         {c: p for c, p in meta.items() if c != "organs_only"}
     sets = ds.meta["label_sets"]["sets"]

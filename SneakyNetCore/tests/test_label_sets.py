@@ -137,6 +137,10 @@ def test_sampler_carries_sets_and_mirrors_set_values():
         values = set(np.unique(sample["labels"][0].numpy()).tolist())
         assert values <= {int(lut[0]), 200, HUMERUS_R}  # mirrored: background set of the mirror, right humerus
         assert int(lut[0]) in values or 200 in values or HUMERUS_R in values
+    from sneakynet.patch_loader import PatchLoader
+
+    batch = next(iter(PatchLoader(ds, batch_size=2)))
+    assert batch["sets"].shape == (2, 256, NUM_CLASSES) and batch["sets"].dtype == torch.bool
     plain = PatchDataset([TrainingCase("q", image, (labels == HUMERUS_L).astype(np.uint8) * HUMERUS_L,
                                        (2.0,) * 3, 2, 0)], SamplerOptions(patch_size=16), samples_per_epoch=2)
     assert "sets" not in plain[0]  # without label sets the samples (and the loss) are as before

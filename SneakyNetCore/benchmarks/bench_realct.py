@@ -84,7 +84,7 @@ def predictor_name(predictor) -> str:
     return f"demo model {name}, phantom-trained, not for clinical use" if info.demo else name
 
 
-STEPS = ("drop", "fragments", "fill", "sides", "vertebrae", "ribs")  # post-processing steps by name
+STEPS = ("drop", "fragments", "fill", "sides", "vertebrae", "vertebra-pieces", "ribs")  # post-processing steps
 
 
 def postprocess_options(steps: list[str] | None):
@@ -99,7 +99,9 @@ def postprocess_options(steps: list[str] | None):
     default = PostprocessOptions()
     return PostprocessOptions(drop_below_hu=default.drop_below_hu if "drop" in steps else None,
                               fragments="fragments" in steps, fill_cavities="fill" in steps,
-                              sides="sides" in steps, vertebra_order="vertebrae" in steps, rib_numbers="ribs" in steps)
+                              sides="sides" in steps, rib_numbers="ribs" in steps,
+                              vertebra_order="slices" if "vertebrae" in steps else
+                              "pieces" if "vertebra-pieces" in steps else None)
 
 
 def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, device: str = "cpu",

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sneakynet.anatomy import PatientFrame, fix_sides, monotone_levels, number_ribs, order_vertebrae
+from sneakynet.anatomy import (PatientFrame, fix_sides, monotone_levels, number_ribs, order_vertebra_pieces,
+                              order_vertebrae, si_axis)
 from sneakynet.labels import load_label_table
 from sneakynet.postprocess import PostprocessOptions, postprocess
 
@@ -32,11 +33,22 @@ def _column(names, direction=LPS, sizes=None):
     return labels
 
 
+ORDERS = [order_vertebrae, order_vertebra_pieces]
+
+
+def test_body_axis_from_the_direction():
+    assert si_axis(PatientFrame((3.0, 1.0, 1.0), LPS)) == (0, True)
+    assert si_axis(PatientFrame((3.0, 1.0, 1.0), FEET_FIRST)) == (0, False)
+    coronal = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 1.0, 0.0)  # array y (index j) runs feet -> head
+    assert si_axis(PatientFrame((1.0, 1.0, 1.0), coronal)) == (1, True)
+
+
+@pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("direction", [LPS, FEET_FIRST])
-def test_vertebrae_run_in_order_from_head_to_feet(direction):
+def test_vertebrae_run_in_order_from_head_to_feet(direction, order):
     names = ["vertebra_T12", "vertebra_L1", "vertebra_T11", "vertebra_L2", "vertebra_L3"]
     labels = _column(names, direction, sizes=[8, 8, 2, 8, 8])  # a small out-of-order piece below L1
-    order_vertebrae(labels, PatientFrame((3.0, 1.0, 1.0), direction))
+    order(labels, PatientFrame((3.0, 1.0, 1.0), direction))
     expected = _column(names, direction, sizes=[8, 8, 2, 8, 8])
     expected[expected == ID("vertebra_T11").id] = 0
     piece = (labels > 0) & (expected == 0)
@@ -44,10 +56,11 @@ def test_vertebrae_run_in_order_from_head_to_feet(direction):
     np.testing.assert_array_equal(labels[expected > 0], expected[expected > 0])
 
 
-def test_a_level_used_twice_is_used_once():
+@pytest.mark.parametrize("order", ORDERS)
+def test_a_level_used_twice_is_used_once(order):
     names = ["vertebra_L1", "vertebra_L2", "vertebra_L1", "vertebra_L3", "vertebra_L4"]
     labels = _column(names)
-    order_vertebrae(labels, PatientFrame((3.0, 1.0, 1.0)))
+    order(labels, PatientFrame((3.0, 1.0, 1.0)))
     per_box = [int(np.bincount(labels[z:z + 4].ravel())[1:].argmax()) + 1
                for z in range(labels.shape[0] - 6, 0, -6)]  # head to feet
     assert per_box == sorted(per_box), "levels run monotone"
@@ -105,5 +118,20 @@ def test_levers_are_separate_options_and_off_by_default():
     assert (on[labels > 0] == ID("humerus_right").id).all()
     ras = postprocess(labels[:, :, ::-1], hu[:, :, ::-1], (1.0, 1.0, 1.0), PostprocessOptions(sides=True), RAS)
     assert (ras[labels[:, :, ::-1] > 0] == ID("humerus_right").id).all()
-    only_order = postprocess(labels, hu, (1.0, 1.0, 1.0), PostprocessOptions(vertebra_order=True, rib_numbers=True))
-    np.testing.assert_array_equal(only_order, labels)
+    for mode in ("slices", "pieces"):
+        only_order = postprocess(labels, hu, (1.0, 1.0, 1.0), PostprocessOptions(vertebra_order=mode, rib_numbers=True))
+        np.testing.assert_array_equal(only_order, labels)
+    with pytest.raises(ValueError, match="vertebra_order"):
+        postprocess(labels, hu, (1.0, 1.0, 1.0), PostprocessOptions(vertebra_order="levels"))
+
+
+def test_slices_overrule_a_stray_piece_within_a_vertebra():
+    """A stray piece with another level inside a vertebra's slices takes that vertebra's level (the
+    piece-wise variant keeps it when it is in order)."""
+    names = ["vertebra_L1", "vertebra_L2", "vertebra_L3"]
+    labels = _column(names)
+    z = np.argwhere(labels == ID("vertebra_L2").id)[:, 0].min()
+    labels[z:z + 4, 2:4, 2:4] = ID("vertebra_L1").id  # the model gave a corner of L2 the level above
+    by_slice = labels.copy()
+    order_vertebrae(by_slice, PatientFrame((3.0, 1.0, 1.0)))
+    np.testing.assert_array_equal(by_slice, _column(names))

@@ -266,7 +266,8 @@ def test_benchmark_selects_post_processing_steps_by_name():
     bench_realct = _bench()
     only = bench_realct.postprocess_options(["sides", "ribs"])
     assert (only.drop_below_hu, only.fragments, only.fill_cavities) == (None, False, False)
-    assert (only.sides, only.vertebra_order, only.rib_numbers) == (True, False, True)
+    assert (only.sides, only.vertebra_order, only.rib_numbers) == (True, None, True)
+    assert bench_realct.postprocess_options(["vertebra-pieces"]).vertebra_order == "pieces"
     assert bench_realct.postprocess_options(None) is None
     with pytest.raises(ValueError, match="unknown post-processing step.*'spine'"):
         bench_realct.postprocess_options(["spine"])

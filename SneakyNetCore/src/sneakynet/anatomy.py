@@ -5,10 +5,11 @@ A network that sees a patch and some context can put a level or a side on the wr
 bone; anatomy says how the pieces must relate. Directions come from the image's direction cosines
 (ITK's LPS world: +x patient left, +z head), so any orientation of the array works:
 
-* :func:`order_vertebrae`: each connected piece of a vertebra label is a unit; sorted from head to
-  feet by centre, the units get the levels (C1..L5) that run monotone down the spine and change the
-  fewest voxels (dynamic programming over units x levels), so no level appears in two places with
-  another level in between;
+* :func:`order_vertebrae`: the vertebra voxels of each axial slice vote for their levels; the levels
+  (C1..L5) that run monotone from head to feet and overrule the fewest votes (dynamic programming
+  over slices x levels) are given to every vertebra voxel of the slice, so no level appears in two
+  places with another level in between. :func:`order_vertebra_pieces` is the gentler variant: the
+  units are the connected pieces of each vertebra label, and only out-of-order pieces change;
 * :func:`number_ribs`: a rib piece whose medial end touches a thoracic vertebra (within
   ``reach_mm``) takes that vertebra's number (rib n articulates with vertebra Tn); untouched ribs
   keep their label;
@@ -32,7 +33,8 @@ RIBS = {"left": 30, "right": 42}  # rib_<side>_1; ribs 1..12 are consecutive
 BODY_HU = -500.0
 _FULL = np.ones((3, 3, 3), dtype=bool)
 
-__all__ = ["PatientFrame", "order_vertebrae", "number_ribs", "fix_sides", "body_midline_mm"]
+__all__ = ["PatientFrame", "order_vertebrae", "order_vertebra_pieces", "number_ribs", "fix_sides", "body_midline_mm",
+           "monotone_path", "monotone_levels"]
 
 
 class PatientFrame:
@@ -67,26 +69,71 @@ def _centre(box: tuple[slice, ...], mask: np.ndarray) -> np.ndarray:
     return np.array(ndimage.center_of_mass(mask)) + [s.start for s in box]
 
 
-def monotone_levels(levels: Sequence[int], weights: Sequence[float], n_levels: int) -> list[int]:
-    """Non-decreasing levels closest to ``levels`` (least total weight changed; among equals, changed
-    units move to the nearest level), by dynamic programming."""
-    cost = np.zeros(n_levels)
-    grid = np.arange(n_levels)
+def monotone_path(costs: np.ndarray) -> list[int]:
+    """The non-decreasing sequence ``a_0 <= a_1 <= ...`` minimising ``sum_i costs[i, a_i]`` (dynamic
+    programming over rows x levels)."""
+    total = np.zeros(costs.shape[1])
     back = []
-    for level, w in zip(levels, weights):
-        best = np.minimum.accumulate(cost)  # best over every level <= a
-        arg = np.array([int(np.argmin(cost[: a + 1])) for a in range(n_levels)])
+    for row in costs:
+        prefix = np.minimum.accumulate(total)  # best total over every level <= a
+        arg = np.array([int(np.argmin(total[: a + 1])) for a in range(total.size)])
         back.append(arg)
-        cost = best + w * ((grid != level) + 1e-6 * np.abs(grid - level))
-    out, a = [], int(np.argmin(cost))
+        total = prefix + row
+    out, a = [], int(np.argmin(total))
     for arg in reversed(back):
         out.append(a)
         a = int(arg[a])
     return out[::-1]
 
 
+def monotone_levels(levels: Sequence[int], weights: Sequence[float], n_levels: int) -> list[int]:
+    """Non-decreasing levels closest to ``levels`` (least total weight changed; among equals, changed
+    units move to the nearest level)."""
+    grid = np.arange(n_levels)
+    return monotone_path(np.array([w * ((grid != lv) + 1e-6 * np.abs(grid - lv)) for lv, w in zip(levels, weights)]))
+
+
+def si_axis(frame: PatientFrame) -> tuple[int, bool]:
+    """The array axis nearest the body axis and whether its index grows towards the head."""
+    column = int(np.argmax(np.abs(frame.matrix[2])))  # xyz index with the largest LPS z component
+    return 2 - column, bool(frame.matrix[2, column] > 0)
+
+
 def order_vertebrae(labels: np.ndarray, frame: PatientFrame) -> int:
-    """In place: vertebra levels monotone from head to feet; returns the number of voxels relabelled."""
+    """In place: vertebra levels monotone from head to feet, slice by slice along the body axis.
+
+    Each axial slice's vertebra voxels vote for their levels; the non-decreasing sequence of levels
+    (head to feet) that disagrees with the fewest votes is found by :func:`monotone_path`, and every
+    vertebra voxel of a slice takes its slice's level, so stray pieces with another level follow the
+    slice and no level appears in two places. Returns the number of voxels relabelled.
+    """
+    axis, head_up = si_axis(frame)
+    n = len(VERTEBRAE)
+    moved = np.moveaxis(labels, axis, 0)  # a view: writes go to ``labels``
+    level = moved.astype(np.int16) - VERTEBRAE[0]
+    is_vertebra = (level >= 0) & (level < n)
+    slice_index = np.broadcast_to(np.arange(moved.shape[0]).reshape(-1, 1, 1), moved.shape)
+    votes = np.bincount(slice_index[is_vertebra] * n + level[is_vertebra], minlength=moved.shape[0] * n)
+    votes = votes.reshape(moved.shape[0], n).astype(float)
+    if votes.sum() == 0:
+        return 0
+    order = np.arange(moved.shape[0])[::-1] if head_up else np.arange(moved.shape[0])
+    grid = np.arange(n)
+    costs = [votes[i].sum() - votes[i] + 1e-6 * (votes[i][None, :] * np.abs(grid[:, None] - grid[None, :])).sum(1)
+             for i in order]
+    new_level = np.empty(moved.shape[0], np.int16)
+    new_level[order] = monotone_path(np.array(costs))
+    target = (new_level[:, None, None] + VERTEBRAE[0]).astype(labels.dtype)
+    change = is_vertebra & (moved != target)
+    moved[change] = np.broadcast_to(target, moved.shape)[change]
+    return int(change.sum())
+
+
+def order_vertebra_pieces(labels: np.ndarray, frame: PatientFrame) -> int:
+    """In place: vertebra levels monotone from head to feet, piece by piece: each connected piece of a
+    vertebra label is a unit; sorted head to feet by centre, the units get the non-decreasing levels
+    that change the fewest voxels (:func:`monotone_levels`). Gentler than :func:`order_vertebrae`:
+    only out-of-order pieces change. Returns the number of voxels relabelled."""
     units = _pieces(labels, VERTEBRAE)
     if len(units) < 2:
         return 0

@@ -26,7 +26,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from sneakynet.anatomy import IDENTITY, PatientFrame, fix_sides, number_ribs, order_vertebrae
+from sneakynet.anatomy import (IDENTITY, PatientFrame, fix_sides, number_ribs, order_vertebra_pieces,
+                               order_vertebrae)
 
 _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity: ribs one voxel thick stay one piece
 
@@ -44,7 +45,9 @@ class PostprocessOptions:
     fill_above_hu       a cavity voxel darker than this is not marrow and stays unlabelled
     sides               a sided bone's piece whose centre lies over ``side_margin_mm`` on the other side
                         of the body midline takes its twin's label
-    vertebra_order      vertebra pieces relabelled so the levels run monotone from head to feet
+    vertebra_order      vertebra levels made monotone from head to feet: "slices" (each axial slice's
+                        vertebra voxels take one level) or "pieces" (only out-of-order connected
+                        pieces change); None = off
     rib_numbers         a rib piece touching a thoracic vertebra takes that vertebra's number
     """
 
@@ -56,7 +59,7 @@ class PostprocessOptions:
     fill_above_hu: float | None = -300.0
     sides: bool = False
     side_margin_mm: float = 15.0
-    vertebra_order: bool = False
+    vertebra_order: str | None = None
     rib_numbers: bool = False
 
 
@@ -80,8 +83,12 @@ def postprocess(labels: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[float, fl
         frame = PatientFrame(spacing_zyx, direction)
         if options.sides:
             fix_sides(out, hu, frame, options.side_margin_mm)
-        if options.vertebra_order:
+        if options.vertebra_order == "slices":
             order_vertebrae(out, frame)
+        elif options.vertebra_order == "pieces":
+            order_vertebra_pieces(out, frame)
+        elif options.vertebra_order is not None:
+            raise ValueError(f"vertebra_order must be 'slices', 'pieces' or None, got {options.vertebra_order!r}")
         if options.rib_numbers:
             number_ribs(out, frame)
     if options.fill_cavities:

@@ -124,7 +124,8 @@ def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, devi
         table += "".join(f"\n\n{name}:\n{format_bones(score)}" for name, score in scores)
     stamp = {"date": datetime.date.today().isoformat(), "model": predictor_name(predictor),
              "device": str(predictor.device),
-             "fast": fast, "postprocess": postprocess if steps is None else ",".join(steps) or "none", "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+             "fast": fast, "postprocess": postprocess if steps is None else ",".join(steps) or "none",
+             "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     return table, [{**stamp, **r} for r in records]
 
 

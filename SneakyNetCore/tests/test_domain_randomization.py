@@ -124,3 +124,13 @@ def test_draw_order_does_not_depend_on_the_options():
     assert d_on.blur_sigma_mm is None
     assert (d_on.remap, d_on.plane, d_on.circle, d_on.padding_hu) == (d_all.remap, d_all.plane, d_all.circle,
                                                                       d_all.padding_hu)
+
+
+def test_resolution_change_stays_between_the_grid_and_a_real_scan():
+    aug = replace(AugmentOptions.none().with_domain_randomization(), p_resample=1.0)
+    rng = np.random.default_rng(2)
+    for spacing in ((1.0, 1.0, 1.0), (4.0, 4.0, 4.0)):
+        for _ in range(50):
+            si, y, x = draw(rng, aug, spacing, 0, 64.0).resample_mm
+            assert spacing[0] <= si <= max(spacing[0], aug.resample_si_mm_max)
+            assert spacing[1] <= min(y, x) and max(y, x) <= max(spacing[1], aug.resample_inplane_mm_max)

@@ -60,7 +60,9 @@ def draw(rng: np.random.Generator, aug, spacing: Sequence[float], si_axis: int, 
     contrast = rng.uniform(*aug.remap_contrast_range)
     thickness = rng.uniform(*aug.slice_thickness_mm)
     inplane = rng.uniform(*aug.inplane_blur_mm, 2)
-    factors = rng.uniform(1.0, aug.resample_factor_max, 3)
+    coarsest = [aug.resample_inplane_mm_max] * 3
+    coarsest[si_axis] = aug.resample_si_mm_max
+    resolution = [rng.uniform(s, max(s, c)) for s, c in zip(spacing, coarsest)]  # never finer than the grid
     plane_d, plane_dir = rng.uniform(-0.25, 1.0) * reach_mm, (1 if rng.random() < 0.5 else -1)
     radius, circle_t = rng.uniform(*aug.fov_radius_mm), rng.uniform(-0.25, 1.0) * reach_mm
     theta = rng.uniform(0.0, 2.0 * math.pi)
@@ -75,7 +77,7 @@ def draw(rng: np.random.Generator, aug, spacing: Sequence[float], si_axis: int, 
         fwhm = [float(inplane[0]), float(inplane[1])]
         fwhm.insert(si_axis, float(thickness))  # a slice profile of FWHM = slice thickness
         blur = tuple(f / (2.0 * math.sqrt(2.0 * math.log(2.0))) for f in fwhm)
-    resample = tuple(float(s * f) for s, f in zip(spacing, factors)) if u[2] < aug.p_resample else None
+    resample = tuple(float(r) for r in resolution) if u[2] < aug.p_resample else None
     plane = (float(plane_d), plane_dir) if u[3] < aug.p_plane_cut else None
     # the circle's edge passes ``circle_t`` mm from the centre (inside by circle_t) in direction theta
     dist = radius - circle_t

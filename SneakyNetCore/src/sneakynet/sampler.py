@@ -54,7 +54,8 @@ class AugmentOptions:
     slice_thickness_mm: tuple[float, float] = (1.0, 5.0)  # FWHM along the S-I axis
     inplane_blur_mm: tuple[float, float] = (0.0, 1.5)  # FWHM in-plane, per axis
     p_resample: float = 0.0  # acquire coarser (average down, interpolate back)
-    resample_factor_max: float = 2.0  # per axis, times the target spacing
+    resample_si_mm_max: float = 6.0  # coarsest resolution along the S-I axis (thick slices), mm
+    resample_inplane_mm_max: float = 2.5  # coarsest in-plane resolution (soft kernels), mm
     p_plane_cut: float = 0.0  # the scan's top or bottom end in the patch
     p_fov_circle: float = 0.0  # the reconstruction circle (a cylinder along the S-I axis)
     fov_radius_mm: tuple[float, float] = (120.0, 250.0)

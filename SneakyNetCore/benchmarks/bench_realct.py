@@ -2,6 +2,8 @@
 
     python benchmarks/bench_realct.py                       # the bundled demo model
     python benchmarks/bench_realct.py --model RUN/bundle    # any other bundle, to compare models
+    python benchmarks/bench_realct.py --steps fragments,sides  # exactly these post-processing steps
+    python benchmarks/bench_realct.py --levers none sides vertebrae   # predict once, score each step set
 
 The cases (CT, TotalSegmentator reference, bones to leave out and why) come from a JSON case
 list (default ``realct_cases.json`` beside this script; paths relative to ``--data``, the
@@ -82,17 +84,38 @@ def predictor_name(predictor) -> str:
     return f"demo model {name}, phantom-trained, not for clinical use" if info.demo else name
 
 
+STEPS = ("drop", "fragments", "fill", "sides", "vertebrae", "vertebra-pieces", "ribs")  # post-processing steps
+
+
+def postprocess_options(steps: list[str] | None):
+    """The :class:`PostprocessOptions` with exactly ``steps`` on (None: no post-processing)."""
+    from sneakynet.postprocess import PostprocessOptions
+
+    if steps is None:
+        return None
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        raise ValueError(f"unknown post-processing step(s) {unknown}; choose from {', '.join(STEPS)}")
+    default = PostprocessOptions()
+    return PostprocessOptions(drop_below_hu=default.drop_below_hu if "drop" in steps else None,
+                              fragments="fragments" in steps, fill_cavities="fill" in steps,
+                              sides="sides" in steps, rib_numbers="ribs" in steps,
+                              vertebra_order="slices" if "vertebrae" in steps else
+                              "pieces" if "vertebra-pieces" in steps else None)
+
+
 def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, device: str = "cpu",
                   figures: Path | None = None, fast: bool = False, bones: bool = False,
-                  postprocess: bool = False) -> tuple[str, list[dict]]:
+                  postprocess: bool = False, steps: list[str] | None = None) -> tuple[str, list[dict]]:
     """Run every case; returns the printed table (with per-bone lines if ``bones``) and the JSON
     records. ``fast``: no tile overlap (quick checks only; the documented table uses the default
-    overlap, as ``sneakynet segment`` does); ``postprocess``: as ``sneakynet segment --postprocess``."""
+    overlap, as ``sneakynet segment`` does); ``postprocess``: as ``sneakynet segment --postprocess``;
+    ``steps``: exactly these post-processing steps (names in ``STEPS``) instead."""
     from sneakynet.infer import Predictor
     from sneakynet.postprocess import PostprocessOptions
 
-    predictor = Predictor(model, device=device, fast=fast, log=lambda m: None,
-                          postprocess=PostprocessOptions() if postprocess else None)
+    options = postprocess_options(steps) if steps is not None else PostprocessOptions() if postprocess else None
+    predictor = Predictor(model, device=device, fast=fast, log=lambda m: None, postprocess=options)
     records = [run_case(predictor, case, data, figures) for case in cases]
     extra = {"prediction time (s)": [f"{r['seconds']:.1f}" for r in records]}
     scores = [(r["case"], r.pop("score_object")) for r in records]
@@ -101,8 +124,37 @@ def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, devi
         table += "".join(f"\n\n{name}:\n{format_bones(score)}" for name, score in scores)
     stamp = {"date": datetime.date.today().isoformat(), "model": predictor_name(predictor),
              "device": str(predictor.device),
-             "fast": fast, "postprocess": postprocess, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+             "fast": fast, "postprocess": postprocess if steps is None else ",".join(steps) or "none",
+             "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     return table, [{**stamp, **r} for r in records]
+
+
+def run_levers(cases: list[dict], data: Path, configs: list[str], model: Path | None = None, device: str = "cpu",
+               fast: bool = False) -> tuple[str, list[dict]]:
+    """Predict each case once, then score it after each post-processing step set of ``configs``
+    (comma-separated ``STEPS`` names; ``none``: the raw prediction). Returns one table per case (a
+    column per step set) and one JSON record per case and step set."""
+    from sneakynet.infer import Predictor
+    from sneakynet.postprocess import postprocess_image
+
+    options = {c: postprocess_options([] if c == "none" else c.split(",")) for c in configs}  # fail early
+    predictor = Predictor(model, device=device, fast=fast, log=lambda m: None)
+    stamp = {"date": datetime.date.today().isoformat(), "model": predictor_name(predictor), "fast": fast}
+    tables, records = [], []
+    for case in cases:
+        ct = read_image(data / case["ct"])
+        raw = predictor.predict_image(ct)
+        scores = []
+        for config in configs:
+            t0 = time.perf_counter()
+            labels = raw if config == "none" else postprocess_image(raw, ct, options[config])
+            seconds = time.perf_counter() - t0
+            score = evaluate_case(ct, labels, data / case["reference"], case["format"], list(case["exclude"]))
+            scores.append((config, score))
+            records.append({**stamp, "case": case["name"], "steps": config, "postprocess_seconds": seconds,
+                            "score": score.to_dict()})
+        tables.append(f"{case['name']} ({predictor_name(predictor)}):\n\n" + format_table(scores))
+    return "\n\n".join(tables), records
 
 
 def write_records(records: list[dict], path: Path) -> None:
@@ -124,13 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="no tile overlap (quick check; not for the docs)")
     parser.add_argument("--bones", action="store_true", help="also print per-bone DSC, level and side per case")
     parser.add_argument("--postprocess", action="store_true", help="clean the labels with the CT, as segment does")
+    parser.add_argument("--steps", type=lambda t: [x for x in t.split(",") if x], default=None, metavar="A,B",
+                        help=f"exactly these post-processing steps ({', '.join(STEPS)}; '' for none), "
+                        "to measure each lever")
+    parser.add_argument("--levers", nargs="+", default=None, metavar="A,B",
+                        help="predict once, then score each of these step sets ('none' = raw), a column each")
     args = parser.parse_args(argv)
     try:
         cases = load_cases(args.cases)
         if not args.data.is_dir():
             raise RealCTInputError(f"{args.data}: shared data folder not found (give it with --data)")
-        table, records = run_benchmark(cases, args.data, args.model, args.device, args.figures, args.fast,
-                                       args.bones, args.postprocess)
+        if args.levers:
+            table, records = run_levers(cases, args.data, args.levers, args.model, args.device, args.fast)
+        else:
+            table, records = run_benchmark(cases, args.data, args.model, args.device, args.figures, args.fast,
+                                           args.bones, args.postprocess, args.steps)
     except (RealCTInputError, FileNotFoundError, ValueError) as exc:
         print(f"bench_realct: error: {exc}", file=sys.stderr)
         return 2

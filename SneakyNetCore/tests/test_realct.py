@@ -260,3 +260,23 @@ def test_benchmark_names_any_bundle_by_folder_and_hash():
     bench_realct = _bench()
     info = SimpleNamespace(demo=False, path=Path("runs") / "v2_bundle", sha256="0123456789abcdef")
     assert bench_realct.predictor_name(SimpleNamespace(info=info)) == "v2_bundle (sha256 0123456789ab)"
+
+
+def test_benchmark_selects_post_processing_steps_by_name():
+    bench_realct = _bench()
+    only = bench_realct.postprocess_options(["sides", "ribs"])
+    assert (only.drop_below_hu, only.fragments, only.fill_cavities) == (None, False, False)
+    assert (only.sides, only.vertebra_order, only.rib_numbers) == (True, None, True)
+    assert bench_realct.postprocess_options(["vertebra-pieces"]).vertebra_order == "pieces"
+    assert bench_realct.postprocess_options(None) is None
+    with pytest.raises(ValueError, match="unknown post-processing step.*'spine'"):
+        bench_realct.postprocess_options(["spine"])
+
+
+@pytest.mark.skipif(not (DATA / "totalseg_example").is_dir(), reason="shared/data/totalseg_example not available")
+def test_benchmark_scores_each_lever_on_one_prediction():
+    bench_realct = _bench()
+    cases = [c for c in bench_realct.load_cases(bench_realct.DEFAULT_CASES) if c["ct"].endswith("example_ct_dicom")]
+    table, records = bench_realct.run_levers(cases, DATA, ["none", "sides,vertebrae,ribs"], fast=True)
+    assert [r["steps"] for r in records] == ["none", "sides,vertebrae,ribs"]
+    assert "| measure | none | sides,vertebrae,ribs |" in table and "| bones scored | 18 | 18 |" in table

@@ -10,17 +10,24 @@ A network's labels on a real scan have three kinds of error that the CT and anat
   150 HU), so a model that learnt "bright = bone" labels the shell and leaves the marrow empty. A
   plain HU gate would cut bones apart; instead each bone's enclosed cavities are filled, in 3D and
   slice by slice along the body axis (a long bone cut by the field of view is an open tube in 3D);
-* labelled air or fat: voxels darker than any bone tissue (``drop_below_hu``) lose their label.
+* labelled air or fat: voxels darker than any bone tissue (``drop_below_hu``) lose their label;
+* anatomy (each lever a separate option, off by default; :mod:`sneakynet.anatomy`): sided bones
+  on their side of the body midline, vertebrae in order from head to feet, ribs numbered from the
+  vertebra they touch.
 
 Every step works inside each bone's bounding box, so the cost follows the bones, not the volume.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+
+from sneakynet.anatomy import (IDENTITY, PatientFrame, fix_sides, number_ribs, order_vertebra_pieces,
+                               order_vertebrae)
 
 _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity: ribs one voxel thick stay one piece
 
@@ -36,6 +43,12 @@ class PostprocessOptions:
     fill_cavities       fill each bone's enclosed cavities (3D) and its holes in each axial slice
     max_hole_mm2        an axial hole larger than this is not marrow (e.g. the pelvis' foramina)
     fill_above_hu       a cavity voxel darker than this is not marrow and stays unlabelled
+    sides               a sided bone's piece whose centre lies over ``side_margin_mm`` on the other side
+                        of the body midline takes its twin's label
+    vertebra_order      vertebra levels made monotone from head to feet: "slices" (each axial slice's
+                        vertebra voxels take one level) or "pieces" (only out-of-order connected
+                        pieces change); None = off
+    rib_numbers         a rib piece touching a thoracic vertebra takes that vertebra's number
     """
 
     drop_below_hu: float | None = -200.0
@@ -44,14 +57,20 @@ class PostprocessOptions:
     fill_cavities: bool = True
     max_hole_mm2: float = 1200.0
     fill_above_hu: float | None = -300.0
+    sides: bool = False
+    side_margin_mm: float = 15.0
+    vertebra_order: str | None = None
+    rib_numbers: bool = False
 
 
 def postprocess(labels: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
-                options: PostprocessOptions = PostprocessOptions()) -> np.ndarray:
+                options: PostprocessOptions = PostprocessOptions(),
+                direction: Sequence[float] = IDENTITY) -> np.ndarray:
     """A cleaned copy of ``labels`` (z, y, x) given the CT ``hu`` on the same grid.
 
-    ``spacing_zyx`` is the voxel size in mm in array order; the axial plane is (y, x). The input is
-    not modified.
+    ``spacing_zyx`` is the voxel size in mm in array order; the axial plane is (y, x);
+    ``direction`` the image's direction cosines (SimpleITK order; the anatomy levers read head/feet
+    and left/right from it). The input is not modified.
     """
     if labels.shape != hu.shape:
         raise ValueError(f"labels {labels.shape} and CT {hu.shape} must have the same shape")
@@ -60,6 +79,18 @@ def postprocess(labels: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[float, fl
         out[(out > 0) & (hu < options.drop_below_hu)] = 0
     if options.fragments:
         merge_fragments(out, options.min_island_fraction)
+    if options.sides or options.vertebra_order or options.rib_numbers:
+        frame = PatientFrame(spacing_zyx, direction)
+        if options.sides:
+            fix_sides(out, hu, frame, options.side_margin_mm)
+        if options.vertebra_order == "slices":
+            order_vertebrae(out, frame)
+        elif options.vertebra_order == "pieces":
+            order_vertebra_pieces(out, frame)
+        elif options.vertebra_order is not None:
+            raise ValueError(f"vertebra_order must be 'slices', 'pieces' or None, got {options.vertebra_order!r}")
+        if options.rib_numbers:
+            number_ribs(out, frame)
     if options.fill_cavities:
         pixel_mm2 = float(spacing_zyx[1] * spacing_zyx[2])
         max_pixels = max(1, int(options.max_hole_mm2 / pixel_mm2))
@@ -72,7 +103,7 @@ def postprocess_image(labels: sitk.Image, ct: sitk.Image, options: PostprocessOp
                       ) -> sitk.Image:
     """:func:`postprocess` of a label image on ``ct``'s grid (what the predictor returns)."""
     array = postprocess(sitk.GetArrayViewFromImage(labels), sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1],
-                        options)
+                        options, ct.GetDirection())
     out = sitk.GetImageFromArray(array)
     out.CopyInformation(labels)
     return out

@@ -11,7 +11,8 @@ sesamoids) are seen. Augmentation keeps anatomy honest: left-right mirroring fli
 that runs along the patient's left-right direction (from the image direction cosines) and swaps
 left/right labels with :meth:`LabelTable.mirror_lut` (set values of partially labelled cases go to
 the value of the mirrored set, :meth:`sneakynet.label_sets.LabelSets.tables`); intensity scale/shift/noise; optional small
-rotations about the superior-inferior axis.
+rotations about the superior-inferior axis; optional domain randomisation (soft-tissue intensity
+curve, blur, resolution, field-of-view cuts: :mod:`sneakynet.domain_randomization`).
 
 Determinism: sample ``j`` of rank ``r`` is a pure function of ``(seed, r, j)`` (its own NumPy
 generator), independent of the number of DataLoader workers, and DDP ranks draw different patches.
@@ -19,13 +20,15 @@ generator), independent of the number of DataLoader workers, and DDP ranks draw 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
+from sneakynet import domain_randomization
+from sneakynet.intensity import DEFAULT_CT_NORMALIZATION, CTNormalization
 from sneakynet.label_sets import LabelSets
 from sneakynet.labels import NUM_CLASSES
 from sneakynet.pyramid import ContextPyramid, LabelPyramid, Origin
@@ -45,11 +48,35 @@ class AugmentOptions:
     noise_std_max: float = 0.03  # target level; context k gets std / 2^(1.5 k), as pooling would
     p_rotate: float = 0.0  # small rotations about the S-I axis (off by default: they cost time)
     max_rotation_deg: float = 10.0
+    # domain randomisation (sneakynet.domain_randomization), off unless with_domain_randomization()
+    p_intensity_remap: float = 0.0  # smooth monotone soft-tissue curve (-200..250 HU moved, air/bone fixed)
+    remap_shift_hu: float = 30.0  # each soft-tissue knot moves by up to this
+    remap_contrast_range: tuple[float, float] = (0.85, 1.2)  # soft-tissue contrast about 25 HU
+    p_blur: float = 0.0  # Gaussian blur: slice profile along the S-I axis, a little in-plane
+    slice_thickness_mm: tuple[float, float] = (1.0, 5.0)  # FWHM along the S-I axis
+    inplane_blur_mm: tuple[float, float] = (0.0, 1.5)  # FWHM in-plane, per axis
+    p_resample: float = 0.0  # acquire coarser (average down, interpolate back)
+    resample_si_mm_max: float = 6.0  # coarsest resolution along the S-I axis (thick slices), mm
+    resample_inplane_mm_max: float = 2.5  # coarsest in-plane resolution (soft kernels), mm
+    p_plane_cut: float = 0.0  # the scan's top or bottom end in the patch
+    p_fov_circle: float = 0.0  # the reconstruction circle (a cylinder along the S-I axis)
+    fov_radius_mm: tuple[float, float] = (120.0, 250.0)
 
     @classmethod
     def none(cls) -> "AugmentOptions":
         """No augmentation at all (validation, tests)."""
         return cls(p_mirror=0.0, scale_range=(1.0, 1.0), shift_range=(0.0, 0.0), noise_std_max=0.0, p_rotate=0.0)
+
+    def with_domain_randomization(self) -> "AugmentOptions":
+        """These options plus domain randomisation (``sneakynet train --domain-randomization``): each
+        operation on half of the samples, noise up to 0.05 (75 HU at the default normalisation)."""
+        return replace(self, noise_std_max=max(self.noise_std_max, 0.05), p_intensity_remap=0.5, p_blur=0.5,
+                       p_resample=0.5, p_plane_cut=0.25, p_fov_circle=0.25)
+
+    @property
+    def domain_randomized(self) -> bool:
+        """Whether any domain-randomisation operation can happen."""
+        return max(self.p_intensity_remap, self.p_blur, self.p_resample, self.p_plane_cut, self.p_fov_circle) > 0
 
 
 @dataclass
@@ -136,12 +163,14 @@ class PatchDataset(TorchDataset):
         world_size: int = 1,
         samples_per_epoch: int = 1000,
         case_weights: Sequence[float] | None = None,
+        normalization: CTNormalization = DEFAULT_CT_NORMALIZATION,
     ) -> None:
         if not cases:
             raise ValueError("PatchDataset needs at least one case")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} must be in 0..{world_size - 1}")
         self.options, self.rank, self.world_size = options, rank, world_size
+        self.normalization = normalization  # the cases' CT normalisation: domain randomisation works in HU
         self.samples_per_epoch = samples_per_epoch
         self.compact_labels = False  # True: labels stay uint8 (PatchLoader widens them after transfer)
         s, k = options.patch_size, options.num_context
@@ -206,6 +235,7 @@ class PatchDataset(TorchDataset):
         scale, shift = rng.uniform(*aug.scale_range), rng.uniform(*aug.shift_range)
         noise_std = rng.uniform(0.0, aug.noise_std_max) if aug.noise_std_max > 0 else 0.0
         noise_seed = int(rng.integers(2**62))
+        domain_rng = np.random.default_rng(int(rng.integers(2**62)))
         mirrored = bool(u_mirror < aug.p_mirror)
         if mirrored:
             # All patches share one centre, so flipping each about its own centre mirrors the scene
@@ -215,6 +245,12 @@ class PatchDataset(TorchDataset):
                 labels[i] = np.take(case.mirror_lut, np.flip(labels[i], axis=case.lr_axis))
         if u_rotate < aug.p_rotate and angle:
             _rotate_levels(images, labels, angle, case.si_axis, case.spacing)
+        domain = None
+        if aug.domain_randomized:
+            reach = self.options.patch_size * 2 ** self.options.num_context * case.spacing[case.si_axis] / 2
+            domain = domain_randomization.draw(domain_rng, aug, case.spacing, case.si_axis, reach)
+            images = [np.ascontiguousarray(im, dtype=np.float32) for im in images]
+            domain_randomization.randomize_intensity(images, domain, case.spacing, self.normalization)
         gen = torch.Generator().manual_seed(noise_seed) if noise_std > 0 else None
         out_images, out_labels = [], []
         # Element-wise work in NumPy: small torch ops are slow when intra-op threads contend.
@@ -228,6 +264,10 @@ class PatchDataset(TorchDataset):
                 noise = torch.randn(im.shape, generator=gen).numpy()  # 4x faster than NumPy's normal
                 noise *= np.float32(noise_std / 2.0 ** (1.5 * k))
                 im += noise
+            if domain is not None:
+                lab = np.array(lab)  # owned: the crop writes background into it
+                domain_randomization.crop_field_of_view(im, lab, domain, case.spacing, case.si_axis, k,
+                                                        self.normalization)
             out_images.append(torch.from_numpy(im)[None])
             out_labels.append(torch.from_numpy(np.ascontiguousarray(lab) if self.compact_labels
                                                else lab.astype(np.int64)))

@@ -17,7 +17,8 @@ LR_SCHEDULES = ("constant", "poly")
 # options that change the numbers a run produces: a resumed run must keep them
 RESUME_FIXED = ("dataset", "fold", "variant", "context", "patch", "preset", "widths", "batch_size", "lr",
                 "seed", "spacing", "class_balance", "augment", "overfit_one_batch", "deterministic", "amp",
-                "normalization", "grad_clip", "lr_schedule", "datasets")
+                "normalization", "grad_clip", "lr_schedule", "domain_randomization", "init_weights",
+                "datasets")
 
 
 def parse_spacing(text: str) -> tuple[float, float, float]:
@@ -75,7 +76,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         if "group" not in f.metadata:
             continue
         kw = {k: v for k, v in f.metadata.items() if k not in ("group", "flag")}
-        if f.default is not MISSING and kw.get("action") is None:
+        if f.default is not MISSING:
             kw["default"] = f.default
         groups[f.metadata["group"]].add_argument(f.metadata["flag"] or "--" + f.name.replace("_", "-"), dest=f.name, **kw)
 
@@ -159,6 +160,12 @@ class TrainOptions:
                             default=0.0, type=float, metavar="NORM")
     lr_schedule: str = _cli("optimisation", "learning-rate schedule: constant (default) or poly, "
                             "lr (1 - step/iterations)^0.9 as nnU-Net", default="constant", choices=list(LR_SCHEDULES))
+    domain_randomization: bool = _cli(
+        "data", "domain randomisation for real CT: soft-tissue intensity curve, blur, coarser resolution, "
+        "field-of-view cuts with scanner padding, wider noise (default off)", default=False,
+        action=argparse.BooleanOptionalAction)
+    init_weights: str | None = _cli("network", "start from the weights of this model bundle (same network) instead "
+                                    "of random ones", default=None, metavar="BUNDLE_DIR")
     # mixed training: every "DIR:WEIGHT" of a repeated --dataset (dataset = the first DIR); () = one dataset
     datasets: tuple[str, ...] = ()
 
@@ -168,6 +175,8 @@ class TrainOptions:
         self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
         if self.widths is not None:
             self.widths = tuple(int(w) for w in self.widths)
+        if self.init_weights is not None:
+            self.init_weights = str(self.init_weights)
         checks = [
             (len(self.spacing) == 3 and all(s > 0 and math.isfinite(s) for s in self.spacing),
              f"--spacing must be three positive numbers in mm, got {self.spacing}"),

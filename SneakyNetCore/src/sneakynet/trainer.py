@@ -153,6 +153,34 @@ def _rng_neutral(loader) -> Iterator[dict]:
     yield from it
 
 
+def warm_start(model: nn.Module, config: NetConfig, bundle_dir: str) -> dict:
+    """Copy the weights of the model bundle ``bundle_dir`` into ``model`` (``--init-weights``).
+
+    The bundle must hold the same network (variant, K, widths, channels, classes; the patch size may
+    differ: the weights do not depend on it), else :class:`TrainError` names the bundle and what
+    differs. Returns what the new bundle records: the source's folder name and weights sha256 (no path).
+    """
+    from sneakynet.bundle import BundleError, check_architecture, load_bundle
+
+    try:
+        source, info = load_bundle(bundle_dir)
+    except BundleError as exc:
+        raise TrainError(f"--init-weights: {exc}") from None
+    mine, theirs = config.to_dict(), info.config.to_dict()
+    differ = [f"{k} {theirs[k]} in the bundle, {mine[k]} here" for k in mine
+              if k not in ("preset", "patch_size") and mine[k] != theirs[k]]
+    if differ:
+        raise TrainError(f"--init-weights {bundle_dir}: the bundle's network differs from this run's: "
+                         + "; ".join(differ))
+    state = source.state_dict()
+    try:
+        check_architecture(state, model, info.path)
+    except BundleError as exc:
+        raise TrainError(f"--init-weights: {exc}") from None
+    model.load_state_dict(state, strict=True)
+    return {"bundle": info.path.name, "sha256": info.sha256}
+
+
 class Trainer:
     """One training run: ``setup()``, ``run()`` (``step``, ``validate``, ``checkpoint``), ``finish()``."""
 
@@ -184,7 +212,9 @@ class Trainer:
         from sneakynet.validation import Validator
 
         self.validator = Validator(val_cases, self.config, options, ctx.device) if ctx.is_main else None
-        self.model = build_network(self.config).to(ctx.device)
+        self.model = build_network(self.config)
+        self.init_weights = self._init_weights(ckpt_path is None)
+        self.model.to(ctx.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=options.lr)
         self.amp_dtype, needs_scaler = amp_settings(ctx.device, options.amp)
         self.scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
@@ -199,6 +229,22 @@ class Trainer:
                              "network": self.config.to_dict(), "train_cases": len(self.train_cases),
                              "val_cases": len(val_cases), "world_size": ctx.world_size, "device": str(ctx.device),
                              "amp": str(self.amp_dtype)})
+
+    def _init_weights(self, load: bool) -> dict | None:
+        """``--init-weights``: the source bundle's name and sha256; its weights are copied in when
+        ``load`` (a fresh run; a resumed one takes its weights from the checkpoint)."""
+        path = self.options.init_weights
+        if path is None:
+            return None
+        if load:
+            return warm_start(self.model, self.config, path)
+        from sneakynet.bundle import BundleError, read_bundle_info
+
+        try:
+            info = read_bundle_info(path)
+        except BundleError as exc:
+            raise TrainError(f"--init-weights: {exc}") from None
+        return {"bundle": info.path.name, "sha256": info.sha256}
 
     def _prepare_folder(self) -> None:
         """Check (resume rules) and create the run folder, write ``options.json``; rank 0 only."""
@@ -241,12 +287,16 @@ class Trainer:
         from sneakynet.sampler import AugmentOptions, PatchDataset, SamplerOptions
 
         options, ctx, config = self.options, self.ctx, self.config
+        augment = AugmentOptions() if options.augment else AugmentOptions.none()
+        if options.domain_randomization:
+            augment = augment.with_domain_randomization()
         self.sampler_options = SamplerOptions(
             patch_size=config.patch_size, num_context=config.num_context, class_balance=options.class_balance,
-            seed=options.seed, augment=AugmentOptions() if options.augment else AugmentOptions.none())
+            seed=options.seed, augment=augment)
         self.patches = PatchDataset(self.train_cases, self.sampler_options, rank=ctx.rank, world_size=ctx.world_size,
                                     samples_per_epoch=options.iterations * options.batch_size,
-                                    case_weights=self._case_weights())
+                                    case_weights=self._case_weights(),
+                                    normalization=CTNormalization.from_dict(options.normalization))
         self.loader = PatchLoader(self.patches, options.batch_size, num_workers=options.workers,
                                   pin_memory=ctx.device.type == "cuda")
 
@@ -402,6 +452,7 @@ class Trainer:
                 "iterations": iteration, "batch_size_per_process": options.batch_size,
                 "world_size": self.ctx.world_size, "optimizer": optimizer, "seed": options.seed,
                 "sampler": self.sampler_options.to_dict(), "amp": str(self.amp_dtype), "device": self.ctx.device.type,
+                "init_weights": self.init_weights,
                 **({"datasets": self._splits_record()["datasets"]} if len(self.sources) > 1 else {})}
 
     def write_bundle(self, folder: Path, iteration: int, metrics: dict | None) -> Path:
@@ -448,4 +499,4 @@ class Trainer:
         }
 
 
-__all__ = ["Trainer", "amp_settings", "determinism", "train_step"]
+__all__ = ["Trainer", "amp_settings", "determinism", "train_step", "warm_start"]

@@ -33,6 +33,7 @@ from sneakynet.phantom.model import BoneModel
 from sneakynet.phantom.shapes import Shape, rotation_matrix, unit
 from sneakynet.phantom.skeleton import ArmFrame, ArmPose, SkeletonBuilder, Vertebra
 from sneakynet.phantom.v2.pelvis import hip_parts
+from sneakynet.phantom.v2.ribs import flattened
 from sneakynet.phantom.v2.rigid import about_axis
 from sneakynet.phantom.v2.shoulder import Girdle, girdle, head_offset, upward_rotation_deg
 from sneakynet.phantom.v2.spine import sacrum_parts, vertebra_parts
@@ -111,6 +112,17 @@ class SkeletonV2(SkeletonBuilder):
         super()._sacrum_coccyx()
         self.add("sacrum", sacrum_parts(self.landmarks["S1_top"], self.landmarks["S1"], self.s), cortex_adult=1.6,
                  anchor=self.landmarks["S1"])
+
+    def _ribs(self) -> np.ndarray:
+        """v1's ribs with a flat band for a shaft (:mod:`.ribs`); returns their anterior ends."""
+        ends = super()._ribs()
+        for i, info in enumerate(self.ribs_info):
+            left = self.bones[f"rib_left_{i + 1}"]
+            centre = np.array([0.0, info["y_ce"], info["z_head"]])
+            bone = replace(left, parts=tuple(flattened(left.parts, centre)))
+            self.bones[left.name] = bone
+            self.bones[f"rib_right_{i + 1}"] = bone.mirrored(f"rib_right_{i + 1}")
+        return ends
 
     def build_pelvis_femur(self) -> None:
         """v1's femurs and hip joint centres; the hip bones redrawn (:mod:`.pelvis`)."""

@@ -4,7 +4,7 @@ The iliac wing is a piece of a bowl-shaped ellipsoid surface (lateral and uprigh
 turning medially towards the acetabulum, concave on its inner side: the iliac fossa), thick
 enough for cortex around marrow (6.5 mm at adult size), cut to a fan-shaped outline whose
 upper edge carries the thick iliac crest from the posterior superior to the anterior superior
-iliac spine. Behind, the iliac tuberosity reaches the sacrum's ala at the sacroiliac joint;
+iliac spine; behind and below, the greater sciatic notch is cut out of it. Behind, the iliac tuberosity reaches the sacrum's ala at the sacroiliac joint;
 below, the body of the ilium joins the acetabulum, a solid cup around the femoral head with a
 2 mm joint space, open laterally, forwards and down. The superior pubic ramus, the pubic
 body (a few millimetres from its twin at the symphysis), the ischiopubic ramus and the ischium
@@ -39,12 +39,13 @@ def _ilium(S1: np.ndarray, H: np.ndarray, s: float, pw: float) -> tuple[list[Sha
     c, r = _wing_surface(S1, s, pw)
     yo, ay, zo, az = S1[1] - 24 * s, 62 * s, S1[2] - 25 * s, 70 * s
     outline = Cylinder(np.array([c[0] + r[0] / 2, yo, zo]), frame(X, Y), ay, az, r[0], rounding=1.0)
-    medial = Clip(Shell(Ellipsoid(c, r + WING_MM * s / 2), WING_MM * s), np.array([50 * s * pw, 0, 0]), -X)
-    wing = Intersection((medial, outline))  # the bowl's lateral wall only, cut to the fan outline
+    medial = Clip(Shell(Ellipsoid(c, r + WING_MM * s / 2), WING_MM * s), np.array([53 * s * pw, 0, 0]), -X)
+    notch = Cylinder(np.array([c[0] + r[0] / 2, S1[1] + 34 * s, S1[2] - 88 * s]), frame(X, Y), 27 * s, 27 * s, r[0])
+    wing = Difference(Intersection((medial, outline)), (notch,))  # the bowl's lateral wall, fan-shaped
     theta = np.radians(np.linspace(12, 180, 12))
     crest = _on_surface(c, r, yo + ay * np.cos(theta), zo + az * np.sin(theta))
     parts: list[Shape] = [wing, *tube(crest, np.interp(np.arange(12), [0, 4, 11], [8, 6.5, 5.5]) * s)]
-    parts.append(Ellipsoid(np.array([60 * s * pw, S1[1] + 22 * s, S1[2] - 28 * s]), np.array([11, 20, 28]) * s))
+    parts.append(Ellipsoid(np.array([62 * s * pw, S1[1] + 22 * s, S1[2] - 28 * s]), np.array([11, 20, 28]) * s))
     parts.append(Ellipsoid(H + np.array([0, 6, 36]) * s, np.array([15, 24, 24]) * s))
     return parts, crest
 

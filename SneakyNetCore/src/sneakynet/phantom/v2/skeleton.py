@@ -110,7 +110,7 @@ class SkeletonV2(SkeletonBuilder):
     def _sacrum_coccyx(self) -> None:
         """v1's sacral curve and coccyx; the sacrum redrawn with canal, foramina and lateral masses."""
         super()._sacrum_coccyx()
-        self.add("sacrum", sacrum_parts(self.landmarks["S1_top"], self.landmarks["S1"], self.s), cortex_adult=1.6,
+        self.add("sacrum", sacrum_parts(self.landmarks["S1_top"], self.landmarks["S1"], self.s, self.pelvis_w), cortex_adult=1.6,
                  anchor=self.landmarks["S1"])
 
     def _ribs(self) -> np.ndarray:

@@ -184,9 +184,10 @@ def _sacral_frames(top: np.ndarray, s1: np.ndarray, s: float) -> list[tuple[np.n
     return out
 
 
-def sacrum_parts(top: np.ndarray, s1: np.ndarray, s: float) -> list[Shape]:
+def sacrum_parts(top: np.ndarray, s1: np.ndarray, s: float, pw: float) -> list[Shape]:
     """The sacrum: curved wedge of five segments (bodies in front, lateral masses closing the canal
-    behind them), alae, the median crest; canal and anterior foramina cut through it."""
+    behind them), alae, the median crest; canal and anterior foramina cut through it. ``pw``: the
+    pelvis width factor, which also sets the width of the lateral masses and alae."""
     frames = _sacral_frames(top, s1, s)
     solid: list[Shape] = []
     holes: list[Shape] = []
@@ -197,8 +198,8 @@ def sacrum_parts(top: np.ndarray, s1: np.ndarray, s: float) -> list[Shape]:
         cr = SACRAL_CANAL[k] * s
         back = ry + 2 * cr + 4 * s  # dorsal surface behind the body centre
         solid.append(Cylinder(c, ax, rx, ry, half, rounding=1.5 * s))
-        solid.append(Cylinder(c + ax[:, 1] * (back - 0.5 * ry) / 2, ax, SACRUM_WIDTH[k] * s, (back + 0.5 * ry) / 2,
-                              half, rounding=3 * s))
+        solid.append(Cylinder(c + ax[:, 1] * (back - 0.5 * ry) / 2, ax, SACRUM_WIDTH[k] * s * pw,
+                              (back + 0.5 * ry) / 2, half, rounding=3 * s))
         canal.append(c + ax[:, 1] * (ry + cr))
         crest.append(c + ax[:, 1] * (back + 1.5 * s))
         if k > 0:  # a pair of anterior foramina where segments k-1 and k fused, through to the back
@@ -208,7 +209,7 @@ def sacrum_parts(top: np.ndarray, s1: np.ndarray, s: float) -> list[Shape]:
                 holes.append(Capsule(mid - ax[:, 1] * 2 * back, mid + ax[:, 1] * 2 * back, fr, fr))
     c1 = frames[0][1]
     for side in (1, -1):  # alae: rising to the sacroiliac joints
-        solid.append(Ellipsoid(c1 + np.array([side * 31 * s, 8 * s, 4 * s]), np.array([19, 18, 22]) * s))
+        solid.append(Ellipsoid(c1 + np.array([side * 31 * s * pw, 8 * s, 4 * s]), np.array([19, 18, 22]) * s))
     solid += tube(np.array(crest[:4]), max(3.5 * s, MIN_RADIUS_MM))
     holes += tube(np.array(canal), SACRAL_CANAL * s)
     return [Difference(Union(tuple(solid)), tuple(holes))]

@@ -4,11 +4,12 @@ The iliac wing is a piece of a bowl-shaped ellipsoid surface (lateral and uprigh
 turning medially towards the acetabulum, concave on its inner side: the iliac fossa), thick
 enough for cortex around marrow (6.5 mm at adult size), cut to a fan-shaped outline whose
 upper edge carries the thick iliac crest from the posterior superior to the anterior superior
-iliac spine; behind and below, the greater sciatic notch is cut out of it. Behind, the iliac tuberosity reaches the sacrum's ala at the sacroiliac joint;
-below, the body of the ilium joins the acetabulum, a solid cup around the femoral head with a
-2 mm joint space, open laterally, forwards and down. The superior pubic ramus, the pubic
-body (a few millimetres from its twin at the symphysis), the ischiopubic ramus and the ischium
-with its tuberosity ring the obturator foramen. Built for the left side (x > 0) and mirrored.
+iliac spine; behind and below, the greater sciatic notch is cut out of it. Behind, the iliac
+tuberosity reaches the sacrum's ala at the sacroiliac joint; below, the body of the ilium
+joins the acetabulum, a solid cup around the femoral head with a 2 mm joint space, open
+laterally, forwards and down. The superior pubic ramus, the pubic body (a few millimetres from
+its twin at the symphysis), the ischiopubic ramus and the ischium with its tuberosity ring the
+obturator foramen. Built for the left side (x > 0) and mirrored.
 """
 from __future__ import annotations
 

@@ -5,8 +5,7 @@ from their vertebra with cartilage to the sternum, sternum, skull, femurs, arms 
 What v2 changes:
 
 - shapes: vertebrae C2-L5 and the sacrum (:mod:`.spine`), the hip bones (:mod:`.pelvis`),
-  scapulae and clavicles that turn with a raised arm (:mod:`.shoulder`);
-
+  flat ribs (:mod:`.ribs`), scapulae and clavicles that turn with a raised arm (:mod:`.shoulder`);
 - size: body scale about 0.85-1.15 of the adult table values (v1 shrinks bodies to ~0.62),
   chest width and depth, shoulder and pelvis width varied further (about ±10 %);
 - spine: v1's kyphosis and lordosis, plus a mild scoliosis (4-14 mm lateral shift, C or S) in
@@ -17,8 +16,8 @@ What v2 changes:
   shaft) the mean of both; all scaled by one density per case from osteoporotic (0) to
   young (1; drawn from 0.25-1), plus a per-bone spread; the cortex is 600-950 HU (what a
   sub-millimetre cortex of ~1500 HU gives after partial volume at 1-5 mm). Over 100 chest and
-  abdomen cases at 3 mm the bone voxels then give real CT's bone histogram (median 179 HU,
-  5-95 % 15..599, 39 % below 150; real: 179, -6..600, 42 %);
+  abdomen cases at 3 mm the bone voxels then give real CT's bone histogram (median 182 HU,
+  5-95 % 24..596, 38 % below 150; real: 179, -6..600, 42 %);
 - arms: "sides", "raised" (above the head, the usual chest/abdomen position), "one_up"
   (one raised, one at the side) or "crossed" (forearms over the belly). Raised and crossed
   arms swing the forearm and hand about the upper arm's axis (shoulder rotation).
@@ -110,8 +109,8 @@ class SkeletonV2(SkeletonBuilder):
     def _sacrum_coccyx(self) -> None:
         """v1's sacral curve and coccyx; the sacrum redrawn with canal, foramina and lateral masses."""
         super()._sacrum_coccyx()
-        self.add("sacrum", sacrum_parts(self.landmarks["S1_top"], self.landmarks["S1"], self.s, self.pelvis_w), cortex_adult=1.6,
-                 anchor=self.landmarks["S1"])
+        parts = sacrum_parts(self.landmarks["S1_top"], self.landmarks["S1"], self.s, self.pelvis_w)
+        self.add("sacrum", parts, cortex_adult=1.6, anchor=self.landmarks["S1"])
 
     def _ribs(self) -> np.ndarray:
         """v1's ribs with a flat band for a shaft (:mod:`.ribs`); returns their anterior ends."""
@@ -129,8 +128,8 @@ class SkeletonV2(SkeletonBuilder):
         super().build_pelvis_femur()
         parts, marks = hip_parts(self.landmarks["S1_top"], self.landmarks["hip_left"], self.s, self.pelvis_w)
         self.landmarks.update(marks)
-        self.add("hip_left", parts, cortex_adult=1.8, anchor=self.landmarks["hip_left"] + np.array([0, 0, 30 * self.s]),
-                 mirror=True)
+        above_joint = self.landmarks["hip_left"] + np.array([0, 0, 30 * self.s])
+        self.add("hip_left", parts, cortex_adult=1.8, anchor=above_joint, mirror=True)
 
     def build_shoulders(self) -> None:
         """Scapulae and clavicles per side, rotated upwards with a raised arm (:mod:`.shoulder`)."""
@@ -144,11 +143,12 @@ class SkeletonV2(SkeletonBuilder):
         for side, pose in zip(("left", "right"), self.arm_pose()):
             g = girdle(G, sa, ia, self.landmarks["jugular"], s, upward_rotation_deg(pose.abduction))
             self._girdles[side] = g
-            m = (lambda p: p) if side == "left" else (lambda p: p.mirrored())
-            flip = np.array([1.0, 1, 1]) if side == "left" else np.array([-1.0, 1, 1])
-            self.add(f"scapula_{side}", [m(p) for p in g.scapula], cortex_adult=1.5, anchor=g.anchor * flip)
-            self.add(f"clavicle_{side}", [m(p) for p in g.clavicle], cortex_adult=2.0,
-                     anchor=g.clavicle[len(g.clavicle) // 2].center() * flip)
+            mirror = side == "right"  # built on the left, mirrored
+            flip = np.array([-1.0, 1, 1]) if mirror else np.ones(3)
+            scapula, clavicle = ([p.mirrored() for p in parts] if mirror else parts
+                                 for parts in (g.scapula, g.clavicle))
+            self.add(f"scapula_{side}", scapula, cortex_adult=1.5, anchor=g.anchor * flip)
+            self.add(f"clavicle_{side}", clavicle, cortex_adult=2.0, anchor=clavicle[len(clavicle) // 2].center())
             self.landmarks[f"glenoid_fossa_{side}"] = g.glenoid * flip  # where the humeral head sits
             self.landmarks[f"acromion_{side}"] = g.acromion * flip
 

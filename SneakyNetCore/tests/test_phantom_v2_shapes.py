@@ -140,3 +140,25 @@ def test_a_raised_humerus_clears_the_acromion_and_clavicle():
         pts = pts[_inside(bones[f"humerus_{side}"], pts)]
         hits = _inside(bones[f"scapula_{side}"], pts) | _inside(bones[f"clavicle_{side}"], pts)
         assert hits.sum() * 8.0 < 1000, (side, hits.sum() * 8.0)  # under 1 cm^3 shared
+
+
+def test_union_intersection_difference_and_plate_primitives():
+    from sneakynet.phantom.shapes import Difference, Intersection, Sphere, Union, plate
+
+    a, b = Sphere(np.array([0.0, 0, 0]), 10.0), Sphere(np.array([15.0, 0, 0]), 10.0)
+    pts = np.array([[1.0, 1, 0], [7.5, 1, 0], [14.0, 1, 0], [30.0, 1, 0]], np.float32)  # (not at the centres,
+    # where the ellipsoid bound is 0)
+
+    def inside(shape):
+        return list(shape.sdf(pts[:, 0], pts[:, 1], pts[:, 2]) < 0)
+
+    assert inside(Union((a, b))) == [True, True, True, False]
+    assert inside(Intersection((a, b))) == [False, True, False, False]
+    assert inside(Difference(a, (b,))) == [True, False, False, False]
+    assert inside(Difference(a, (b,)).mirrored()) == [True, True, False, False]  # the hole moves to x = -15
+    lo, hi = Intersection((a, b)).bounds()
+    assert np.allclose(lo, [5, -10, -10]) and np.allclose(hi, [10, 10, 10])
+    quad = plate(*(np.array(p, float) for p in ([0, 0, 0], [20, 0, 0], [20, 10, 0], [0, 10, 0])), 4.0)
+    q = np.array([[2, 8, 0], [18, 2, 1.5], [10, 5, 2.5], [25, 5, 0]], np.float32)
+    d = np.min([s.sdf(q[:, 0], q[:, 1], q[:, 2]) for s in quad], axis=0)
+    assert list(d < 0) == [True, True, False, False]  # both triangles filled, 4 mm thick

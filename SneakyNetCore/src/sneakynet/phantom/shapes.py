@@ -304,3 +304,74 @@ def union_bounds(shapes: list[Shape]) -> tuple[np.ndarray, np.ndarray]:
     """Axis-aligned box around all ``shapes``."""
     los, his = zip(*(s.bounds() for s in shapes))
     return np.min(np.stack(los), axis=0), np.max(np.stack(his), axis=0)
+
+
+@dataclass(frozen=True)
+class Union(Shape):
+    """All of ``parts`` as one shape (so that a :class:`Difference` can cut holes through all of them)."""
+
+    parts: tuple[Shape, ...]
+
+    def sdf(self, x, y, z):
+        d = self.parts[0].sdf(x, y, z)
+        for part in self.parts[1:]:
+            d = np.minimum(d, part.sdf(x, y, z))
+        return d
+
+    def bounds(self):
+        return union_bounds(list(self.parts))
+
+    def mirrored(self):
+        return Union(tuple(p.mirrored() for p in self.parts))
+
+    def center(self):
+        return self.parts[0].center()
+
+
+@dataclass(frozen=True)
+class Intersection(Shape):
+    """Where all of ``parts`` overlap (a curved shell cut to an outline)."""
+
+    parts: tuple[Shape, ...]
+
+    def sdf(self, x, y, z):
+        d = self.parts[0].sdf(x, y, z)
+        for part in self.parts[1:]:
+            d = np.maximum(d, part.sdf(x, y, z))
+        return d
+
+    def bounds(self):
+        los, his = zip(*(p.bounds() for p in self.parts))
+        lo, hi = np.max(np.stack(los), axis=0), np.min(np.stack(his), axis=0)
+        return lo, np.maximum(hi, lo)
+
+    def mirrored(self):
+        return Intersection(tuple(p.mirrored() for p in self.parts))
+
+
+@dataclass(frozen=True)
+class Difference(Shape):
+    """``inner`` with every one of ``holes`` cut out (foramina, a canal, a joint cavity)."""
+
+    inner: Shape
+    holes: tuple[Shape, ...]
+
+    def sdf(self, x, y, z):
+        d = self.inner.sdf(x, y, z)
+        for hole in self.holes:
+            d = np.maximum(d, -hole.sdf(x, y, z))
+        return d
+
+    def bounds(self):
+        return self.inner.bounds()
+
+    def mirrored(self):
+        return Difference(self.inner.mirrored(), tuple(h.mirrored() for h in self.holes))
+
+    def center(self):
+        return self.inner.center()
+
+
+def plate(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, thickness: float) -> list[Slab]:
+    """The quadrilateral a-b-c-d (in order around its edge) thickened to ``thickness``: two slabs."""
+    return [Slab(a, b, c, thickness), Slab(a, c, d, thickness)]

@@ -34,7 +34,7 @@ ORGAN_HU: dict[str, tuple[tuple[float, float], ...]] = {
     "heart_blood": ((35, 50), (250, 450), (130, 180)),
     "aorta": ((35, 50), (250, 450), (130, 180)),
     "bladder": ((0, 15),) * 3,
-    "cartilage": ((60, 140),) * 3,
+    "cartilage": ((90, 180),) * 3,  # costal cartilage (unlabelled), partly calcified with age
     "discs": ((70, 110),) * 3,
 }
 METAL_HU = 3071.0

@@ -1,10 +1,11 @@
-"""Phantom v2 skeleton: v1's bone shapes at adult size, CT-like bone density, and real arm poses.
+"""Phantom v2 skeleton: adult size, v2 bone shapes, CT-like bone density, and real arm poses.
 
-The shapes come from :class:`sneakynet.phantom.skeleton.SkeletonBuilder` unchanged (vertebrae
-with body, pedicles, laminae and processes growing from C3 to L5; ribs from their vertebra
-with cartilage to the sternum; scapula with spine, acromion and coracoid; pelvis with wings,
-acetabulum and rami; femoral head in the acetabulum). What v2 changes:
+Placement comes from :class:`sneakynet.phantom.skeleton.SkeletonBuilder` (spine curve, ribs
+from their vertebra with cartilage to the sternum, sternum, skull, femurs, arms and hands).
+What v2 changes:
 
+- shapes: vertebrae C2-L5 and the sacrum (:mod:`.spine`), the hip bones (:mod:`.pelvis`),
+  flat ribs (:mod:`.ribs`), scapulae and clavicles that turn with a raised arm (:mod:`.shoulder`);
 - size: body scale about 0.85-1.15 of the adult table values (v1 shrinks bodies to ~0.62),
   chest width and depth, shoulder and pelvis width varied further (about ±10 %);
 - spine: v1's kyphosis and lordosis, plus a mild scoliosis (4-14 mm lateral shift, C or S) in
@@ -15,8 +16,8 @@ acetabulum and rami; femoral head in the acetabulum). What v2 changes:
   shaft) the mean of both; all scaled by one density per case from osteoporotic (0) to
   young (1; drawn from 0.25-1), plus a per-bone spread; the cortex is 600-950 HU (what a
   sub-millimetre cortex of ~1500 HU gives after partial volume at 1-5 mm). Over 100 chest and
-  abdomen cases at 3 mm the bone voxels then give real CT's bone histogram (median 179 HU,
-  5-95 % 15..599, 39 % below 150; real: 179, -6..600, 42 %);
+  abdomen cases at 3 mm the bone voxels then give real CT's bone histogram (median 182 HU,
+  5-95 % 24..596, 38 % below 150; real: 179, -6..600, 42 %);
 - arms: "sides", "raised" (above the head, the usual chest/abdomen position), "one_up"
   (one raised, one at the side) or "crossed" (forearms over the belly). Raised and crossed
   arms swing the forearm and hand about the upper arm's axis (shoulder rotation).
@@ -29,8 +30,12 @@ import numpy as np
 
 from sneakynet.phantom.model import BoneModel
 from sneakynet.phantom.shapes import Shape, rotation_matrix, unit
-from sneakynet.phantom.skeleton import ArmPose, SkeletonBuilder
+from sneakynet.phantom.skeleton import ArmFrame, ArmPose, SkeletonBuilder, Vertebra
+from sneakynet.phantom.v2.pelvis import hip_parts
+from sneakynet.phantom.v2.ribs import flattened
 from sneakynet.phantom.v2.rigid import about_axis
+from sneakynet.phantom.v2.shoulder import Girdle, girdle, head_offset, upward_rotation_deg
+from sneakynet.phantom.v2.spine import sacrum_parts, vertebra_parts
 
 ARM_POSES = ("sides", "raised", "one_up", "crossed")
 X_AXIS = np.array([1.0, 0.0, 0.0])
@@ -73,6 +78,8 @@ class SkeletonV2(SkeletonBuilder):
         self.marrow_red = RED_MARROW_HU[0] + RED_MARROW_HU[1] * d
         self.marrow_fat = FAT_MARROW_HU[0] + FAT_MARROW_HU[1] * d
         self._swing: dict[str, tuple[float, float]] = {}
+        self._poses: tuple[ArmPose, ArmPose] | None = None
+        self._side = "left"
 
     def build_spine(self) -> None:
         """v1's spine (kyphosis, lordosis), then the thoracolumbar vertebrae shifted sideways (scoliosis)."""
@@ -89,6 +96,68 @@ class SkeletonV2(SkeletonBuilder):
             self.vertebrae[i] = replace(v, centre=centres[i], axes=axes)
             self.landmarks[v.name] = centres[i]
             self._vertebra(self.vertebrae[i])
+
+    def _vertebra(self, v: Vertebra) -> None:
+        """C1 as in v1; C2-L5 with v2's body, arch and plate-like processes (:mod:`.spine`)."""
+        if v.name == "C1":
+            super()._vertebra(v)
+            return
+        parts, marks = vertebra_parts(v, self.s)
+        self.landmarks.update(marks)
+        self.add(f"vertebra_{v.name}", parts, cortex_adult=1.6, anchor=v.centre)
+
+    def _sacrum_coccyx(self) -> None:
+        """v1's sacral curve and coccyx; the sacrum redrawn with canal, foramina and lateral masses."""
+        super()._sacrum_coccyx()
+        parts = sacrum_parts(self.landmarks["S1_top"], self.landmarks["S1"], self.s, self.pelvis_w)
+        self.add("sacrum", parts, cortex_adult=1.6, anchor=self.landmarks["S1"])
+
+    def _ribs(self) -> np.ndarray:
+        """v1's ribs with a flat band for a shaft (:mod:`.ribs`); returns their anterior ends."""
+        ends = super()._ribs()
+        for i, info in enumerate(self.ribs_info):
+            left = self.bones[f"rib_left_{i + 1}"]
+            centre = np.array([0.0, info["y_ce"], info["z_head"]])
+            bone = replace(left, parts=tuple(flattened(left.parts, centre)))
+            self.bones[left.name] = bone
+            self.bones[f"rib_right_{i + 1}"] = bone.mirrored(f"rib_right_{i + 1}")
+        return ends
+
+    def build_pelvis_femur(self) -> None:
+        """v1's femurs and hip joint centres; the hip bones redrawn (:mod:`.pelvis`)."""
+        super().build_pelvis_femur()
+        parts, marks = hip_parts(self.landmarks["S1_top"], self.landmarks["hip_left"], self.s, self.pelvis_w)
+        self.landmarks.update(marks)
+        above_joint = self.landmarks["hip_left"] + np.array([0, 0, 30 * self.s])
+        self.add("hip_left", parts, cortex_adult=1.8, anchor=above_joint, mirror=True)
+
+    def build_shoulders(self) -> None:
+        """Scapulae and clavicles per side, rotated upwards with a raised arm (:mod:`.shoulder`)."""
+        s = self.s
+        t1, t2, t7 = self.vert("T1"), self.vert("T2"), self.vert("T7")
+        G = np.array([140 * s * self.shoulder_w, t2.centre[1] - 20 * s, t2.centre[2] - 4 * s])
+        sa = np.array([68 * s, t2.centre[1] + 44 * s, t1.centre[2] + 4 * s])
+        ia = np.array([85 * s, t7.centre[1] + 38 * s, t7.centre[2] - 6 * s])
+        self.landmarks["glenoid_left"] = G  # the resting shoulder: the trunk's outline follows it
+        self._girdles: dict[str, Girdle] = {}
+        for side, pose in zip(("left", "right"), self.arm_pose()):
+            g = girdle(G, sa, ia, self.landmarks["jugular"], s, upward_rotation_deg(pose.abduction))
+            self._girdles[side] = g
+            mirror = side == "right"  # built on the left, mirrored
+            flip = np.array([-1.0, 1, 1]) if mirror else np.ones(3)
+            scapula, clavicle = ([p.mirrored() for p in parts] if mirror else parts
+                                 for parts in (g.scapula, g.clavicle))
+            self.add(f"scapula_{side}", scapula, cortex_adult=1.5, anchor=g.anchor * flip)
+            self.add(f"clavicle_{side}", clavicle, cortex_adult=2.0, anchor=clavicle[len(clavicle) // 2].center())
+            self.landmarks[f"glenoid_fossa_{side}"] = g.glenoid * flip  # where the humeral head sits
+            self.landmarks[f"acromion_{side}"] = g.acromion * flip
+
+    def _arm_frame(self, pose: ArmPose) -> ArmFrame:
+        """v1's arm frame moved so that the humeral head sits on this side's (possibly turned) glenoid."""
+        f = super()._arm_frame(pose)
+        g = self._girdles[self._side]
+        d = head_offset(g.glenoid, g.glenoid_normal, f.head, self.s)
+        return replace(f, head=f.head + d, elbow=f.elbow + d, wrist=f.wrist + d)
 
     def add(self, name: str, parts: list[Shape], cortex_adult: float, family: float = 1.0,
             anchor: np.ndarray | None = None, mirror: bool = False, min_cortex: float = 1.4) -> None:
@@ -126,18 +195,22 @@ class SkeletonV2(SkeletonBuilder):
         return pose, swing
 
     def arm_pose(self) -> tuple[ArmPose, ArmPose]:
-        """Left and right poses of this case's arm position."""
+        """Left and right poses of this case's arm position (drawn once: the shoulders need them first)."""
+        if self._poses is not None:
+            return self._poses
         kinds = {"sides": ("sides", "sides"), "raised": ("raised", "raised"), "crossed": ("crossed", "crossed"),
                  "one_up": ("raised", "sides") if self.rng.random() < 0.5 else ("sides", "raised")}[self.arms]
         left, self._swing["left"] = self._pose(kinds[0])
         right, self._swing["right"] = self._pose(kinds[1])
         if self.arms == "crossed":  # one forearm above the other, so that they do not collide
             right = replace(right, flexion=left.flexion + 14.0, elbow=left.elbow - 18.0)
-        return left, right
+        self._poses = (left, right)
+        return self._poses
 
     def build_arm(self, pose: ArmPose, side: str) -> None:
         """v1's arm, then the forearm and hand swung about the upper arm's axis (raised, crossed)."""
         before, n_env = set(self.bones), len(self.envelope)
+        self._side = side
         super().build_arm(pose, side)
         angle, min_x = self._swing.get(side, (0.0, 0.0))
         if angle == 0:

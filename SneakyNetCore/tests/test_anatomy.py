@@ -7,7 +7,7 @@ import pytest
 from sneakynet.anatomy import (PatientFrame, fix_sides, monotone_levels, number_ribs, order_vertebra_pieces,
                               order_vertebrae, si_axis)
 from sneakynet.labels import load_label_table
-from sneakynet.postprocess import PostprocessOptions, postprocess
+from sneakynet.postprocess import PRESETS, PostprocessOptions, postprocess, preset_options
 
 T = load_label_table()
 ID = T.by_name
@@ -135,3 +135,22 @@ def test_slices_overrule_a_stray_piece_within_a_vertebra():
     by_slice = labels.copy()
     order_vertebrae(by_slice, PatientFrame((3.0, 1.0, 1.0)))
     np.testing.assert_array_equal(by_slice, _column(names))
+
+
+def test_presets_anatomy_moves_a_sided_bone_none_changes_nothing_full_also_cleans():
+    """A left humerus 30 mm right of the midline and a labelled air voxel: ``anatomy`` relabels the
+    humerus only, ``none`` returns the labels as they are, ``full`` also drops the air."""
+    labels, hu = _body_with([("humerus_left", -30.0), ("femur_right", -25.0)], LPS)
+    labels[0, 0, 0] = ID("mandible").id  # in the air around the trunk
+    np.testing.assert_array_equal(postprocess(labels, hu, (1.0, 1.0, 1.0), PRESETS["none"]), labels)
+    assert preset_options("none") is None, "none: a predictor skips post-processing altogether"
+    anatomy = postprocess(labels, hu, (1.0, 1.0, 1.0), preset_options("anatomy"))
+    assert (anatomy[labels == ID("humerus_left").id] == ID("humerus_right").id).all()
+    np.testing.assert_array_equal(anatomy[labels != ID("humerus_left").id], labels[labels != ID("humerus_left").id])
+    full = postprocess(labels, hu, (1.0, 1.0, 1.0), preset_options("full"))
+    assert (full[labels == ID("humerus_left").id] == ID("humerus_right").id).all() and full[0, 0, 0] == 0
+    chosen = preset_options("anatomy")
+    assert (chosen.sides, chosen.vertebra_order, chosen.rib_numbers) == (True, "pieces", False)
+    assert (chosen.drop_below_hu, chosen.fragments, chosen.fill_cavities) == (None, False, False)
+    with pytest.raises(ValueError, match="anatomy, full"):
+        preset_options("clean")

@@ -88,20 +88,40 @@ def test_existing_output_is_replaced_only_by_a_finished_result(bundle, tmp_path)
     assert out.read_bytes() == b"previous result"
 
 
-def test_postprocess_option_cleans_the_labels_with_the_ct(tmp_path):
-    """--postprocess gives what sneakynet.postprocess makes of the plain result (and changes it here: the
-    phantom-trained demo model leaves stray pieces on this real CT)."""
+def test_postprocess_presets_clean_the_labels_with_the_ct(tmp_path):
+    """The default (anatomy) and a bare --postprocess (full) give what sneakynet.postprocess makes of the
+    --no-postprocess result with that preset (and full changes it here: the phantom-trained demo model
+    leaves stray pieces on this real CT)."""
     from sneakynet.io import read_image
-    from sneakynet.postprocess import postprocess
+    from sneakynet.postprocess import postprocess, preset_options
 
     src = SHARED_DATA / "example_ct_sm.nii.gz"
-    plain, cleaned = tmp_path / "plain.nii.gz", tmp_path / "clean.nii.gz"
     common = ["--device", "cpu", "--fast", "--precision", "float32"]
-    assert main(["segment", str(src), str(plain), *common]) == 0
-    assert main(["segment", str(src), str(cleaned), *common, "--postprocess"]) == 0
+    runs = {"none": ["--no-postprocess"], "anatomy": [], "full": ["--postprocess"]}
+    for name, flags in runs.items():
+        assert main(["segment", str(src), str(tmp_path / f"{name}.nii.gz"), *common, *flags]) == 0
+    got = {name: sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{name}.nii.gz"))) for name in runs}
     ct = read_image(src)
-    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(plain)))
-    expected = postprocess(raw, sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1])
-    got = sitk.GetArrayFromImage(sitk.ReadImage(str(cleaned)))
-    np.testing.assert_array_equal(got, expected)
-    assert not np.array_equal(got, raw), "the demo model's labels have stray pieces to clean here"
+    for name in ("anatomy", "full"):
+        expected = postprocess(got["none"], sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1],
+                               preset_options(name), ct.GetDirection())
+        np.testing.assert_array_equal(got[name], expected)
+    assert not np.array_equal(got["full"], got["none"]), "the demo model's labels have stray pieces to clean here"
+
+
+@pytest.mark.parametrize("flags, preset", [([], "anatomy"), (["--postprocess"], "full"),
+                                           (["--postprocess", "none"], "none"), (["--postprocess", "full"], "full"),
+                                           (["--no-postprocess"], "none")])
+def test_postprocess_flag_parses_to_a_preset(flags, preset):
+    from sneakynet.cli import build_parser
+    from sneakynet.commands import segment
+
+    parser, subparsers = build_parser()
+    segment.add_arguments(subparsers["segment"])
+    assert parser.parse_args(["segment", "in.nii.gz", "out.nii.gz", *flags]).postprocess == preset
+
+
+def test_unknown_postprocess_preset_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["segment", "in.nii.gz", "out.nii.gz", "--postprocess", "clean"])
+    assert exc.value.code == 2 and "invalid choice: 'clean'" in capsys.readouterr().err

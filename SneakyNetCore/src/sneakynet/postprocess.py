@@ -15,6 +15,10 @@ A network's labels on a real scan have three kinds of error that the CT and anat
   on their side of the body midline, vertebrae in order from head to feet, ribs numbered from the
   vertebra they touch.
 
+Named step sets (:data:`PRESETS`): ``none``; ``anatomy``, sides and vertebra order only (the default of
+``sneakynet segment``, ``sneakynet demo`` and the Slicer module); ``full``, anatomy plus the three
+clean-up steps. :class:`sneakynet.infer.Predictor` post-processes only when asked.
+
 Every step works inside each bone's bounding box, so the cost follows the bones, not the volume.
 """
 from __future__ import annotations
@@ -61,6 +65,25 @@ class PostprocessOptions:
     side_margin_mm: float = 15.0
     vertebra_order: str | None = None
     rib_numbers: bool = False
+
+
+# named step sets for the command line, the demo, the benchmark and the Slicer module (chosen on phantoms
+# and the DICOM slab, docs/realct.md "Anatomy levers"): anatomy relabels only, full also cleans pieces
+PRESETS: dict[str, PostprocessOptions] = {
+    "none": PostprocessOptions(drop_below_hu=None, fragments=False, fill_cavities=False),
+    "anatomy": PostprocessOptions(drop_below_hu=None, fragments=False, fill_cavities=False, sides=True,
+                                  vertebra_order="pieces"),
+    "full": PostprocessOptions(sides=True, vertebra_order="pieces"),
+}
+DEFAULT_PRESET = "anatomy"
+
+
+def preset_options(name: str) -> PostprocessOptions | None:
+    """The options of preset ``name`` (one of :data:`PRESETS`); None for ``none``, so a predictor skips
+    the step entirely. An unknown name is a ValueError naming the choices."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown post-processing preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return None if name == "none" else PRESETS[name]
 
 
 def postprocess(labels: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[float, float, float],

@@ -40,11 +40,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="segment even an image that does not look like CT "
                         "in Hounsfield units (MR, values without rescale, 8-bit, a label map); labels are then "
                         "meaningless")
-    parser.add_argument("--postprocess", action="store_true",
-                        help="clean the labels with the CT: merge stray pieces of a bone into the bone they touch, "
-                        "fill marrow cavities, drop labelled air (sneakynet.postprocess)")
+    add_postprocess_arguments(parser)
     parser.add_argument("--dicom-seg", type=Path, default=None, metavar="PATH",
                         help="DICOM input only: also write a DICOM Segmentation (.dcm) referencing the source series")
+
+
+def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--postprocess [PRESET]`` (default anatomy; bare: full) and ``--no-postprocess`` (= none)."""
+    from sneakynet.postprocess import DEFAULT_PRESET, PRESETS
+
+    parser.add_argument("--postprocess", nargs="?", choices=list(PRESETS), const="full", default=DEFAULT_PRESET,
+                        metavar="PRESET", help="clean the labels with the CT (sneakynet.postprocess): none; anatomy "
+                        "(default): sided bones onto their side of the body midline, vertebrae in order from head "
+                        "to feet; full (also a bare --postprocess): anatomy plus merging stray pieces of a bone "
+                        "into the bone they touch, filling marrow cavities and dropping labelled air")
+    parser.add_argument("--no-postprocess", dest="postprocess", action="store_const", const="none",
+                        help="the network's labels as they are (same as --postprocess none)")
 
 
 def _is_dicom_folder(folder: Path) -> bool:
@@ -175,12 +186,12 @@ def _load_predictor(args: argparse.Namespace, device: str | None = None,
     from sneakynet.bundle import BundleError
     from sneakynet.console import UserError
     from sneakynet.infer import Predictor
-    from sneakynet.postprocess import PostprocessOptions
+    from sneakynet.postprocess import preset_options
 
     try:
         return Predictor(args.model, device=device or args.device, overlap=args.overlap, fast=args.fast,
                          batch_size=args.batch_size, precision=args.precision, log=log or (lambda m: tqdm.write(m)),
-                         postprocess=PostprocessOptions() if args.postprocess else None)
+                         postprocess=preset_options(args.postprocess))
     except (BundleError, FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
 

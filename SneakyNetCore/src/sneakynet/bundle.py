@@ -45,7 +45,7 @@ DEMO_DISCLAIMER = (
     "Demo model trained on synthetic phantom CT only. It is not a medical device and must not be used "
     "on real patient CT, for diagnosis, treatment or any clinical decision."
 )
-DEMO_BUILD_HINT = "build it with 'sneakynet build-demo' (about 70 minutes on 2 CPU cores)"
+DEMO_BUILD_HINT = "build it with 'sneakynet build-demo' (about 1.5 hours on 2 CPU cores)"
 
 _PICKLE_PROTOCOL_BYTE = 0x80  # first byte of every pickle of protocol >= 2
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container

@@ -24,7 +24,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("split", "split", "write k-fold cross-validation splits.json for a dataset folder"),
     ("train", "train", "train network A/B/C/D on a dataset folder (resumable; torchrun for several GPUs)"),
     ("ablation", "ablation", "the paper's A/B/C/D ablation (Table 2) on phantoms: train, test, results document"),
-    ("build-demo", "build_demo", "rebuild the bundled phantom-trained demo model (about 70 min on 2 CPU cores)"),
+    ("build-demo", "build_demo", "rebuild the bundled phantom-trained demo model (about 1.5 hours on 2 CPU cores)"),
     ("demo", "demo", "phantom CT -> demo model -> labels, meshes, preview and DSC (phantom-trained, not clinical)"),
     ("segment", "segment", "segment the bones of a CT (file, DICOM folder or folder of cases)"),
     ("evaluate", "evaluate", "score predicted label maps against references (DSC, HD95, confusion)"),

@@ -1,6 +1,7 @@
 """Real-CT benchmark: run a model bundle on every shared real CT with a reference and score it.
 
-    python benchmarks/bench_realct.py                       # the bundled demo model
+    python benchmarks/bench_realct.py                       # the bundled demo model, anatomy post-processing
+    python benchmarks/bench_realct.py --postprocess none    # the raw prediction (presets: none, anatomy, full)
     python benchmarks/bench_realct.py --model RUN/bundle    # any other bundle, to compare models
     python benchmarks/bench_realct.py --steps fragments,sides  # exactly these post-processing steps
     python benchmarks/bench_realct.py --levers none sides vertebrae   # predict once, score each step set
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 
 from sneakynet.io import atomic_path, read_image
+from sneakynet.postprocess import DEFAULT_PRESET, PRESETS
 from sneakynet.realct import RealCTInputError, evaluate_case, format_bones, format_table
 from sneakynet.realct.reference import exclusion_ids, reference_on_grid
 
@@ -106,15 +108,16 @@ def postprocess_options(steps: list[str] | None):
 
 def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, device: str = "cpu",
                   figures: Path | None = None, fast: bool = False, bones: bool = False,
-                  postprocess: bool = False, steps: list[str] | None = None) -> tuple[str, list[dict]]:
+                  postprocess: str = "anatomy", steps: list[str] | None = None) -> tuple[str, list[dict]]:
     """Run every case; returns the printed table (with per-bone lines if ``bones``) and the JSON
     records. ``fast``: no tile overlap (quick checks only; the documented table uses the default
-    overlap, as ``sneakynet segment`` does); ``postprocess``: as ``sneakynet segment --postprocess``;
-    ``steps``: exactly these post-processing steps (names in ``STEPS``) instead."""
+    overlap, as ``sneakynet segment`` does); ``postprocess``: a preset of ``sneakynet.postprocess.PRESETS``
+    (``none``: the raw prediction), as ``sneakynet segment --postprocess``; ``steps``: exactly these
+    post-processing steps (names in ``STEPS``) instead."""
     from sneakynet.infer import Predictor
-    from sneakynet.postprocess import PostprocessOptions
+    from sneakynet.postprocess import preset_options
 
-    options = postprocess_options(steps) if steps is not None else PostprocessOptions() if postprocess else None
+    options = postprocess_options(steps) if steps is not None else preset_options(postprocess)
     predictor = Predictor(model, device=device, fast=fast, log=lambda m: None, postprocess=options)
     records = [run_case(predictor, case, data, figures) for case in cases]
     extra = {"prediction time (s)": [f"{r['seconds']:.1f}" for r in records]}
@@ -175,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=None, help="folder for one PNG per case")
     parser.add_argument("--fast", action="store_true", help="no tile overlap (quick check; not for the docs)")
     parser.add_argument("--bones", action="store_true", help="also print per-bone DSC, level and side per case")
-    parser.add_argument("--postprocess", action="store_true", help="clean the labels with the CT, as segment does")
+    parser.add_argument("--postprocess", choices=list(PRESETS), default=DEFAULT_PRESET, metavar="PRESET",
+                        help=f"post-processing preset ({', '.join(PRESETS)}; default {DEFAULT_PRESET}, as segment "
+                        "does; none scores the raw prediction)")
     parser.add_argument("--steps", type=lambda t: [x for x in t.split(",") if x], default=None, metavar="A,B",
                         help=f"exactly these post-processing steps ({', '.join(STEPS)}; '' for none), "
                         "to measure each lever")

@@ -99,6 +99,7 @@ class SneakyNetParameterNode:
     device - auto (CUDA if present), GPU or CPU.
     quality - full (overlapping tiles) or fast (no overlap).
     forceNonCT - segment a volume that does not look like CT in Hounsfield units (otherwise refused).
+    cleanUpAnatomy - clean the labels with anatomy (sided bones onto their side, vertebrae in order).
     outputSegmentation - receives the bone segments (None: a new node is created).
     exportFolder, meshFormat, smoothMeshes, decimation - mesh export settings.
     """
@@ -109,6 +110,7 @@ class SneakyNetParameterNode:
     device: Annotated[str, Choice(["auto", "GPU", "CPU"])] = "auto"
     quality: Annotated[str, Choice(["full", "fast"])] = "full"
     forceNonCT: bool = False
+    cleanUpAnatomy: bool = True
     outputSegmentation: vtkMRMLSegmentationNode
     exportFolder: pathlib.Path
     meshFormat: Annotated[str, Choice(["GLB", "OBJ", "STL", "PLY"])] = "GLB"
@@ -235,7 +237,7 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         path = str(node.modelBundlePath or "").strip()
         bundle = None if node.useDemoModel else ("" if path in ("", ".") else path)
         return SegmentationOptions(bundle=bundle, device=node.device, fast=(node.quality == "fast"),
-                                   forceNonCT=node.forceNonCT)
+                                   forceNonCT=node.forceNonCT, postprocess="anatomy" if node.cleanUpAnatomy else "none")
 
     def updateModelInfo(self) -> None:
         """Show what the chosen model is (demo disclaimer included) or why it cannot be used."""

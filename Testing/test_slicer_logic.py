@@ -408,6 +408,7 @@ CT_LIKE = (np.random.default_rng(0).normal(0, 300, (24, 24, 24)) - 200).astype(n
     ("folder without a bundle", ModelError, "cannot be used"),
     ("unknown device", ModelError, "Unknown device"),
     ("no bundle chosen", ModelError, "No model bundle folder is chosen"),
+    ("unknown clean-up preset", SneakyNetError, "unknown clean-up preset 'tidy'"),
 ])
 def test_bad_input_gives_a_message_and_creates_no_node(case, error, message, tmp_path, model_bundle):
     scene = slicer.vtkMRMLScene()
@@ -438,6 +439,8 @@ def test_bad_input_gives_a_message_and_creates_no_node(case, error, message, tmp
         options = SegmentationOptions(bundle=model_bundle, device="tpu")
     elif case == "no bundle chosen":
         options = SegmentationOptions(bundle="", device="cpu")
+    elif case == "unknown clean-up preset":
+        options = SegmentationOptions(bundle=model_bundle, device="cpu", postprocess="tidy")
     before = scene.GetNumberOfNodes()
     with pytest.raises(error, match=message) as info:
         logic.segment(volume, options)
@@ -546,3 +549,14 @@ def test_dicom_seg_export_references_the_ct_series(tmp_path):
     assert referenced == {pydicom.dcmread(f, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID for f in files}
     frames = seg.pixel_array.reshape(-1, *labels.shape[1:])
     assert int(frames.sum()) == int((labels > 0).sum())
+
+
+def test_the_clean_up_preset_reaches_the_predictor(model_bundle):
+    """The module's clean-up choice (``SegmentationOptions.postprocess``) is what the predictor applies."""
+    from sneakynet.postprocess import PRESETS, preset_options
+
+    logic = BoneSegmentationLogic(slicer.vtkMRMLScene(), useWorkerProcess=False)
+    info = logic.modelInfo(model_bundle)
+    for name in PRESETS:
+        predictor = logic._predictor(info, "cpu", SegmentationOptions(bundle=model_bundle, postprocess=name))
+        assert predictor.postprocess == preset_options(name), name

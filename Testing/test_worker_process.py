@@ -210,16 +210,22 @@ def test_protocol_lines_round_trip_and_log_lines_are_not_messages():
     assert type(worker.errorFromWorker("SystemExit", "x")) is SneakyNetError  # only the module's own classes
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_the_worker_parser_accepts_every_argument_the_logic_sends(fast, tmp_path):
+@pytest.mark.parametrize("fast, postprocess", [(False, "anatomy"), (True, "none"), (False, "full")])
+def test_the_worker_parser_accepts_every_argument_the_logic_sends(fast, postprocess, tmp_path):
     """A SegmentationOptions field passed to the worker must exist in the worker's parser too."""
     import importlib.util
     from types import SimpleNamespace
 
+    from sneakynet.postprocess import PRESETS
+
     spec = importlib.util.spec_from_file_location("segment_worker_under_test", worker.WORKER_SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    options = SegmentationOptions(device="cpu", fast=fast, overlap=0.25)
+    options = SegmentationOptions(device="cpu", fast=fast, overlap=0.25, postprocess=postprocess)
     arguments = BoneSegmentationLogic.workerArguments(SimpleNamespace(path=tmp_path / "my bundle"), "cuda", options)
     parsed = script.buildParser().parse_args(arguments + ["--input", "a.nrrd", "--output", "b.nrrd"])
     assert (parsed.model, parsed.device, parsed.overlap, parsed.fast) == (str(tmp_path / "my bundle"), "cuda", 0.25, fast)
+    assert parsed.postprocess == postprocess
+    choices = next(a.choices for a in script.buildParser()._actions if a.dest == "postprocess")
+    assert list(choices) == list(PRESETS), "the worker offers exactly the core's presets"
+    assert SegmentationOptions().postprocess == "anatomy", "the module cleans up with anatomy by default"

@@ -4,7 +4,7 @@
 Started by ``SneakyNetLib.worker.WorkerProcessJob`` with Slicer's ``PythonSlicer`` (or plain
 Python under slicer-core), never loaded by Slicer as a module (it lives in ``Scripts/``)::
 
-    PythonSlicer segment_worker.py --model BUNDLE --device cpu [--fast] [--overlap 0.5]
+    PythonSlicer segment_worker.py --model BUNDLE --device cpu [--fast] [--overlap 0.5] [--postprocess anatomy]
         --input ct.nrrd --output labels.nrrd --parent-pid PID
 
 It reports on stdout, one line per event (``@sneakynet {json}``: progress, done, or error with
@@ -38,6 +38,8 @@ def buildParser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--fast", action="store_true")
+    parser.add_argument("--postprocess", choices=["none", "anatomy", "full"], default="anatomy",
+                        help="clean-up preset of sneakynet.postprocess (default anatomy)")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     return parser
 
@@ -66,10 +68,12 @@ def segment(args: argparse.Namespace) -> str:
     """Predict and write the label map; returns the device used."""
     from sneakynet.infer import Predictor
     from sneakynet.io import read_image, write_image
+    from sneakynet.postprocess import preset_options
 
     report(progress=0.0, message="loading the model")
     predictor = Predictor(args.model, device=args.device, overlap=args.overlap, fast=args.fast,
-                          log=lambda text: print(text, file=sys.stderr, flush=True))
+                          log=lambda text: print(text, file=sys.stderr, flush=True),
+                          postprocess=preset_options(args.postprocess))
     image = read_image(args.input)
     labels = predictor.predict_image(image, progress=lambda fraction, message: report(progress=fraction,
                                                                                        message=message))

@@ -48,6 +48,8 @@ class SegmentationOptions:
     ``fast``: no tile overlap (about 8x fewer tiles, slightly rougher borders).
     ``showIn3D``: build the closed-surface representation and show it in 3D views.
     ``forceNonCT``: segment a volume that does not look like CT in Hounsfield units (refused otherwise).
+    ``postprocess``: clean-up preset of ``sneakynet.postprocess.PRESETS``: ``anatomy`` (default: sided
+    bones onto their side of the body midline, vertebrae in order), ``full`` or ``none``.
     """
 
     bundle: str | None = None
@@ -56,6 +58,7 @@ class SegmentationOptions:
     overlap: float = 0.5
     showIn3D: bool = True
     forceNonCT: bool = False
+    postprocess: str = "anatomy"
 
 
 @dataclass
@@ -187,7 +190,8 @@ class BoneSegmentationLogic:
     def workerArguments(info, device: str, options: SegmentationOptions) -> list[str]:
         """The worker script's options for one job (a new SegmentationOptions field that changes the
         prediction needs its flag here and in ``Scripts/segment_worker.py``'s parser)."""
-        arguments = ["--model", str(info.path), "--device", device, "--overlap", str(options.overlap)]
+        arguments = ["--model", str(info.path), "--device", device, "--overlap", str(options.overlap),
+                     "--postprocess", options.postprocess]
         return arguments + (["--fast"] if options.fast else [])
 
     def finishSegmentation(self, job) -> SegmentationResult:
@@ -261,6 +265,10 @@ class BoneSegmentationLogic:
         info = self.modelInfo(options.bundle)
         if not 0.0 <= options.overlap < 1.0:
             raise SneakyNetError(f"tile overlap must be in [0, 1), got {options.overlap}")
+        from sneakynet.postprocess import PRESETS
+
+        if options.postprocess not in PRESETS:
+            raise SneakyNetError(f"unknown clean-up preset {options.postprocess!r}; choose one of {', '.join(PRESETS)}")
         image = volumes.imageFromVolumeNode(volumeNode)
         warnings = self._hounsfieldWarnings(image, volumeNode.GetName(), options.forceNonCT)
         context = _JobContext(volumeNode.GetID(), volumeNode.GetName(),
@@ -286,13 +294,14 @@ class BoneSegmentationLogic:
     def _predictor(self, info, device: str, options: SegmentationOptions):
         """A cached ``sneakynet.infer.Predictor`` (loading a model takes a while; runs in the worker)."""
         from sneakynet.infer import Predictor
+        from sneakynet.postprocess import preset_options
 
-        key = (str(info.path), info.sha256, device, bool(options.fast), float(options.overlap))
+        key = (str(info.path), info.sha256, device, bool(options.fast), float(options.overlap), options.postprocess)
         with self._predictorLock:
             predictor = self._predictors.get(key)
             if predictor is None:
                 predictor = Predictor(info.path, device=device, overlap=options.overlap, fast=options.fast,
-                                      log=logging.info)
+                                      log=logging.info, postprocess=preset_options(options.postprocess))
                 self._predictors = {key: predictor}  # keep one model in memory at a time
             return predictor
 

@@ -52,8 +52,9 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--postprocess", nargs="?", choices=list(PRESETS), const="full", default=DEFAULT_PRESET,
                         metavar="PRESET", help="clean the labels with the CT (sneakynet.postprocess): none; anatomy "
                         "(default): sided bones onto their side of the body midline, vertebrae in order from head "
-                        "to feet; full (also a bare --postprocess): anatomy plus merging stray pieces of a bone "
-                        "into the bone they touch, filling marrow cavities and dropping labelled air")
+                        "to feet; full (also a bare --postprocess, given after the positional arguments): anatomy "
+                        "plus merging stray pieces of a bone into the bone they touch, filling marrow cavities and "
+                        "dropping labelled air")
     parser.add_argument("--no-postprocess", dest="postprocess", action="store_const", const="none",
                         help="the network's labels as they are (same as --postprocess none)")
 

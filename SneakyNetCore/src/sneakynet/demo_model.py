@@ -20,7 +20,7 @@ DEMO_WIDTHS = (16, 16, 32, 64, 112)  # lite with level 0 widened 8 -> 16 (docs/r
 DEMO_CASES = 48
 DEMO_PHANTOM_SEED = 5000  # case i is phantom seed 5000 + i; ``sneakynet demo`` uses none of them
 DEMO_ITERATIONS = 4000  # stage 1
-DEMO_DR_ITERATIONS = 4000  # stage 2, with domain randomisation
+DEMO_DR_ITERATIONS = 3000
 DEMO_DESCRIPTION = ("SneakyNet lite D 32/64 demo model (level 0 16 channels), trained on phantom v2 "
                     "(sneakynet phantom --size small, 4 mm) in two stages, the second with domain randomisation: "
                     "phantom-trained, not for clinical use")

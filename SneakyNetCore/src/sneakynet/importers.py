@@ -51,7 +51,7 @@ from sneakynet.dataset import (
     valid_case_id,
     write_splits,
 )
-from sneakynet.io import (ImageReadError, OutputWriteError, atomic_folder, atomic_path, read_image, read_json,
+from sneakynet.io import (ImageReadError, OutputWriteError, atomic_folder, atomic_path, read_json, read_volume,
                           write_image, write_json)
 from sneakynet.label_sets import LABEL_SETS_KEY, LabelSets
 from sneakynet.labels import NUM_CLASSES, load_label_table
@@ -322,12 +322,9 @@ def _import_cases(src: Path, dst: Path, overwrite: bool, report: ImportReport, i
 
 def _read(path: Path) -> sitk.Image:
     try:
-        img = read_image(path)
+        return read_volume(path, "must be a 3-D scalar image")
     except ImageReadError as exc:
         raise DatasetImportError(str(exc)) from None
-    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-        raise DatasetImportError(f"{path}: must be a 3-D scalar image")
-    return img
 
 
 def _write_ct(src_path: Path, ct: sitk.Image, dst_path: Path) -> None:

@@ -118,6 +118,15 @@ def read_image(path: str | os.PathLike, series_id: str | None = None) -> sitk.Im
         raise ImageReadError(f"{p}: not a readable image ({_first_line(exc)})") from None
 
 
+def read_volume(path: str | os.PathLike, problem: str) -> sitk.Image:
+    """:func:`read_image`, refused with ``"<path>: <problem>"`` unless it is a 3-D scalar image (a CT
+    or a label map: not a 2-D slice, a time series or an RGB volume)."""
+    image = read_image(path)
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageReadError(f"{path}: {problem}")
+    return image
+
+
 def check_file_integrity(path: Path) -> None:
     """Raise :class:`ImageReadError` for a truncated or corrupt gzip stream, a NIfTI file shorter
     than its header says, or non-finite values stored in a floating-point NIfTI."""

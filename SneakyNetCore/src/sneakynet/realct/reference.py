@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sneakynet.importers import BACKGROUND, load_totalseg_mapping
-from sneakynet.io import ImageReadError, read_image
+from sneakynet.io import ImageReadError, read_volume
 from sneakynet.labels import NUM_CLASSES, load_label_table
 
 REFERENCE_FORMATS = ("totalseg", "sneakynet")
@@ -32,25 +32,20 @@ class RealCTInputError(ValueError):
 
 def read_ct(path: str | os.PathLike) -> sitk.Image:
     """The CT (file or DICOM folder) as a float32 image; errors name the path."""
-    try:
-        image = read_image(path)
-    except ImageReadError as exc:
-        raise RealCTInputError(str(exc)) from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise RealCTInputError(f"{path}: a CT must be a 3-D scalar image")
-    return sitk.Cast(image, sitk.sitkFloat32)
+    return sitk.Cast(_read(path, "a CT must be a 3-D scalar image"), sitk.sitkFloat32)
 
 
 def _read_labels(path: str | os.PathLike | sitk.Image, what: str) -> tuple[sitk.Image, str]:
     if isinstance(path, sitk.Image):
         return path, f"<in-memory {what}>"
+    return _read(path, f"a {what} must be a 3-D scalar label map"), str(path)
+
+
+def _read(path: str | os.PathLike, problem: str) -> sitk.Image:
     try:
-        image = read_image(path)
+        return read_volume(path, problem)
     except ImageReadError as exc:
         raise RealCTInputError(str(exc)) from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise RealCTInputError(f"{path}: a {what} must be a 3-D scalar label map")
-    return image, str(path)
 
 
 def totalseg_lut() -> np.ndarray:

@@ -17,22 +17,7 @@ from sneakynet.distributed import weights_digest
 from sneakynet.intensity import CTNormalization
 from sneakynet.models import NetConfig, build_network
 from sneakynet.train import TrainError, TrainOptions, amp_settings, case_on_model_grid, train
-from train_helpers import make_tiny_dataset
-
-TINY_WIDTHS = (4, 4, 8, 8, 16)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from train_helpers import TINY_WIDTHS, _one_thread, dataset  # noqa: F401 (fixtures)
 
 
 def _options(dataset, out, **kw):

@@ -9,28 +9,13 @@ from sneakynet import cli
 from sneakynet.bundle import load_bundle
 from sneakynet.train import TrainError, TrainOptions, train
 from sneakynet.train_options import add_train_arguments, options_from_args
-from train_helpers import make_tiny_dataset
-
-TINY_WIDTHS = (4, 4, 8, 8, 16)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data", n_cases=4)
+from train_helpers import TINY_WIDTHS, _one_thread, dataset  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
 def source(dataset, tmp_path_factory):
     """A trained run to start from."""
     return train(_options(dataset, tmp_path_factory.mktemp("src") / "run"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _options(dataset, out, **kw):

@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
+import torch
 
 from sneakynet.dataset import make_dataset_json, write_json_atomic, write_splits
 from sneakynet.io import write_image
 from sneakynet.labels import load_label_table
 
+TINY_WIDTHS = (4, 4, 8, 8, 16)  # channel widths of the training tests' networks
 SHAPE = (40, 40, 40)  # z, y, x
 SPACING = 4.0  # mm
 
@@ -70,3 +73,18 @@ def make_tiny_dataset(folder: Path, n_cases: int = 4, seed: int = 0) -> Path:
 
 if __name__ == "__main__":
     print(make_tiny_dataset(Path(sys.argv[1])))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """The tiny dataset, made once per test module that imports this fixture."""
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread in every test of a module that imports this fixture (bit-exact runs), restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -367,11 +367,18 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     # ------------------------------------------------------------------ export
+    def _exportFolder(self, what: str) -> str | None:
+        """The chosen export folder, or None after telling the user to choose one for ``what``."""
+        folder = str(self._parameterNode.exportFolder or "").strip()
+        if folder in ("", "."):
+            slicer.util.errorDisplay(f"Choose an output folder for {what}.")
+            return None
+        return folder
+
     def onExportButton(self) -> None:
         node = self._parameterNode
-        folder = str(node.exportFolder or "").strip()
-        if folder in ("", "."):
-            slicer.util.errorDisplay("Choose an output folder for the meshes.")
+        folder = self._exportFolder("the meshes")
+        if folder is None:
             return
 
         def progress(fraction: float, message: str) -> None:
@@ -395,9 +402,8 @@ class SneakyNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onExportDicomSegButton(self) -> None:
         """Write ``bones_seg.dcm`` (DICOM SEG referencing the input CT's series) into the export folder."""
         node = self._parameterNode
-        folder = str(node.exportFolder or "").strip()
-        if folder in ("", "."):
-            slicer.util.errorDisplay("Choose an output folder for the DICOM Segmentation.")
+        folder = self._exportFolder("the DICOM Segmentation")
+        if folder is None:
             return
         try:
             with slicer.util.WaitCursor():

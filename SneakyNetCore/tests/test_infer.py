@@ -230,13 +230,17 @@ def test_normalisation_comes_from_the_caller():
     assert sitk.GetArrayFromImage(default.predict_image(image)).sum() > 0
 
 
-def test_skipping_air_tiles_keeps_the_labels_and_saves_tiles():
-    vol = np.full((48, 160, 160), -1.0, np.float32)  # normalised air
+@pytest.mark.parametrize("window", [(-1000, 2000), (-250, 1250)])  # the default, and a floor above -500 HU
+def test_skipping_air_tiles_keeps_the_labels_and_saves_tiles(window):
+    from sneakynet.intensity import CTNormalization
+
+    vol = np.full((48, 160, 160), -1.0, np.float32)  # normalised air: the window's floor
     vol[8:40, 56:104, 56:104] = _smooth_volume((32, 48, 48), seed=4) * 0.2  # a "body" in the middle
     body_patch = np.ascontiguousarray(vol[8:40, 56:88, 56:88])  # the head's bias is centred on the body
     model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8), num_classes=6), 2, body_patch)
-    full = Predictor.from_model(model, (2, 2, 2), skip_air=False, log=lambda m: None)
-    fast = Predictor.from_model(model, (2, 2, 2), skip_air=True, log=lambda m: None)
+    norm = CTNormalization.window(*window)
+    full = Predictor.from_model(model, (2, 2, 2), normalization=norm, skip_air=False, log=lambda m: None)
+    fast = Predictor.from_model(model, (2, 2, 2), normalization=norm, skip_air=True, log=lambda m: None)
     ra, rb = full.segment_array(vol), fast.segment_array(vol)
     a, b = ra.labels, rb.labels
     assert rb.stats.tiles < ra.stats.tiles

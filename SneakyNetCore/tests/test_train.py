@@ -53,10 +53,26 @@ def test_train_flags_come_from_the_options_schema():
     add_train_arguments(parser)
     assert options_from_args(parser.parse_args(["--dataset", "d", "--out", "o"])) == TrainOptions(dataset="d", out="o")
     o = options_from_args(parser.parse_args(["--dataset", "d", "--out", "o", "--no-augment", "--spacing", "1.5,1.5,2",
-                                             "--grad-clip", "12", "--lr-schedule", "poly", "--no-progress"]))
+                                             "--grad-clip", "12", "--lr-schedule", "poly", "--no-progress",
+                                             "--ct-window=-250,1250"]))
     assert (o.augment, o.spacing, o.grad_clip, o.lr_schedule, o.progress) == (False, (1.5, 1.5, 2.0), 12.0, "poly", False)
+    assert CTNormalization.from_dict(o.normalization) == CTNormalization(-250.0, 1250.0, 500.0, 750.0)
     flagged = {f.name for f in fields(TrainOptions) if "group" in f.metadata}
-    assert set(f.name for f in fields(TrainOptions)) - flagged == {"normalization", "datasets"}  # no flags of their own
+    assert set(f.name for f in fields(TrainOptions)) - flagged == {"datasets"}  # no flag of its own
+
+
+@pytest.mark.parametrize("text", ["-250", "a,b", "1250,-250", "-4000,1000", "0,50", "-250,5000"])
+def test_bad_ct_windows_are_refused_by_name(text):
+    import argparse
+
+    from sneakynet.train_options import parse_ct_window
+
+    with pytest.raises(argparse.ArgumentTypeError, match="CT window"):
+        parse_ct_window(text)
+
+
+def test_the_default_ct_window_is_the_default_normalisation():
+    assert CTNormalization.window(-1000, 2000) == CTNormalization()
 
 
 def test_network_from_options():
@@ -103,11 +119,19 @@ def test_short_run_writes_bundles_metrics_curve_and_resume_rules(dataset, tmp_pa
         train(_options(dataset, out))
     with pytest.raises(TrainError, match="changed option.*variant"):
         train(_options(dataset, out, resume=True, variant="C"))
+    with pytest.raises(TrainError, match="changed option.*normalization"):
+        train(_options(dataset, out, resume=True, normalization=CTNormalization.window(-250, 1250).to_dict()))
     # resuming a finished run with more iterations continues from the last checkpoint
     train(_options(dataset, out, resume=True, iterations=5, val_every=0))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4, 5]
     assert load_checkpoint(latest_checkpoint(run)).iteration == 5
+
+
+def test_a_ct_window_trains_into_the_bundle(dataset, tmp_path):
+    window = CTNormalization.window(-250, 1250)
+    run = train(_options(dataset, tmp_path / "run", iterations=1, val_every=0, normalization=window.to_dict()))
+    assert load_bundle(run / "bundle")[1].normalization() == window
 
 
 def test_resume_with_damaged_options_file_is_one_clear_error(dataset, tmp_path):

@@ -355,11 +355,13 @@ class Predictor:
         return labels, stats
 
     def _tile_filter(self, padded: torch.Tensor) -> TileFilter | None:
-        """With ``skip_air``, skip tiles whose target patch is all air (< -500 HU)."""
+        """With ``skip_air``, skip tiles whose target patch is all air (< -500 HU, or at the window's
+        floor when the CT window starts above -500 HU)."""
         if not self.skip_air:
             return None
         norm = self.normalization
-        return air_tile_filter(padded, self.config.patch_size, (max(-500.0, norm.clip_min) - norm.center) / norm.scale)
+        air_hu = max(-500.0, norm.clip_min + 1.0)
+        return air_tile_filter(padded, self.config.patch_size, (air_hu - norm.center) / norm.scale)
 
     def _forward(self, inputs: "_Inputs", batch: list[tuple[int, int, int]]) -> torch.Tensor:
         cuts = [inputs.geometry.slices(o) for o in batch]

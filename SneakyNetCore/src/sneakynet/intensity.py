@@ -29,6 +29,12 @@ class CTNormalization:
         if not self.scale > 0:
             raise ValueError(f"CT normalisation: scale must be positive, got {self.scale}")
 
+    @classmethod
+    def window(cls, low: float, high: float) -> "CTNormalization":
+        """Clip to the window ``[low, high]`` HU and map it linearly onto [-1, 1]; the default is the
+        window -1000..2000 HU."""
+        return cls(clip_min=low, clip_max=high, center=(low + high) / 2, scale=(high - low) / 2)
+
     def to_dict(self) -> dict[str, float]:
         """JSON-ready parameters (stored in model bundles)."""
         return {k: float(v) for k, v in asdict(self).items()}

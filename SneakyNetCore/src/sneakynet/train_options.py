@@ -63,9 +63,29 @@ def parse_dataset_entry(text: str) -> tuple[str, float]:
     return folder, weight
 
 
-def _cli(group: str, help: str, default: Any = MISSING, flag: str | None = None, **argparse_kw: Any) -> Any:
+CT_WINDOW_RANGE_HU = (-3024.0, 4095.0)  # what 12-bit CT can hold
+MIN_CT_WINDOW_HU = 100.0
+
+
+def parse_ct_window(text: str) -> dict[str, float]:
+    """``--ct-window LO,HI`` in HU -> the :class:`CTNormalization` parameters of that window."""
+    try:
+        low, high = (float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"CT window must be two numbers LO,HI in HU (e.g. -250,1250), got {text!r}")
+    lo_limit, hi_limit = CT_WINDOW_RANGE_HU
+    if not (lo_limit <= low and high <= hi_limit and high - low >= MIN_CT_WINDOW_HU):
+        raise argparse.ArgumentTypeError(f"CT window must lie in {lo_limit:g}..{hi_limit:g} HU and be at least "
+                                         f"{MIN_CT_WINDOW_HU:g} HU wide (LO < HI), got {text!r}")
+    return CTNormalization.window(low, high).to_dict()
+
+
+def _cli(group: str, help: str, default: Any = MISSING, flag: str | None = None, default_factory: Any = MISSING,
+         **argparse_kw: Any) -> Any:
     """A dataclass field whose metadata is its command-line flag: the one schema of the options."""
     meta = {"group": group, "help": help, "flag": flag, **argparse_kw}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=meta)
     return field(metadata=meta) if default is MISSING else field(default=default, metadata=meta)
 
 
@@ -78,6 +98,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         kw = {k: v for k, v in f.metadata.items() if k not in ("group", "flag")}
         if f.default is not MISSING:
             kw["default"] = f.default
+        elif f.default_factory is not MISSING:
+            kw["default"] = f.default_factory()
         groups[f.metadata["group"]].add_argument(f.metadata["flag"] or "--" + f.name.replace("_", "-"), dest=f.name, **kw)
 
 
@@ -151,7 +173,10 @@ class TrainOptions:
                          action="store_false", flag="--no-augment")
     overfit_one_batch: bool = _cli("optimisation", "train on one fixed batch (a sanity check)", default=False,
                                    action="store_true")
-    normalization: dict = field(default_factory=DEFAULT_CT_NORMALIZATION.to_dict)  # from the dataset, no flag
+    normalization: dict = _cli(
+        "data", "CT window LO,HI in HU: intensities are clipped to it and mapped linearly onto -1..1; the bundles "
+        "store it, so prediction normalises the same way (default -1000,2000; a bone window: -250,1250)",
+        default_factory=DEFAULT_CT_NORMALIZATION.to_dict, flag="--ct-window", type=parse_ct_window, metavar="LO,HI")
     description: str = _cli("run folder", "description stored in the model bundles", default="")
     demo: bool = _cli("run folder", "mark the bundles as demo models (phantom data, not for clinical use)",
                       default=False, action="store_true")

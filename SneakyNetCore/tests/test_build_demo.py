@@ -8,7 +8,8 @@ import torch
 from train_helpers import make_tiny_dataset
 
 from sneakynet.bundle import load_bundle, read_bundle_info
-from sneakynet.demo_model import DEMO_DESCRIPTION, build_demo_model
+from sneakynet.demo_model import DEMO_CT_WINDOW, DEMO_DESCRIPTION, build_demo_model
+from sneakynet.intensity import CTNormalization
 from sneakynet.run_folder import RunFolder
 
 
@@ -28,6 +29,8 @@ def test_build_demo_trains_two_stages_evaluates_and_installs(tmp_path):
     assert (first["iterations"], first["domain_randomization"], first["init_weights"]) == (3, False, None)
     assert (second["iterations"], second["domain_randomization"]) == (2, True)
     assert second["init_weights"] == str(stage1.bundle)
+    window = CTNormalization.window(*DEMO_CT_WINDOW)  # the shipped model's window, not the training default
+    assert CTNormalization.from_dict(first["normalization"]) == CTNormalization.from_dict(second["normalization"]) == window
     info = read_bundle_info(target)
     source = read_bundle_info(stage1.bundle)
     assert info.demo and info.description == DEMO_DESCRIPTION and "not for clinical use" in info.description

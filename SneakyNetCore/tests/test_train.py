@@ -17,6 +17,7 @@ from sneakynet.distributed import weights_digest
 from sneakynet.intensity import CTNormalization
 from sneakynet.models import NetConfig, build_network
 from sneakynet.train import TrainError, TrainOptions, amp_settings, case_on_model_grid, train
+from sneakynet.train_options import DEFAULT_CT_WINDOW
 from train_helpers import TINY_WIDTHS, _one_thread, dataset  # noqa: F401 (fixtures)
 
 
@@ -91,7 +92,7 @@ def test_short_run_writes_bundles_metrics_curve_and_resume_rules(dataset, tmp_pa
     assert [i for i, _ in steps] == [1, 2, 3, 4]
     model, info = load_bundle(run / "bundle")
     assert info.spacing == (4.0, 4.0, 4.0) and info.config.widths == TINY_WIDTHS and not info.demo
-    assert info.normalization() == CTNormalization()
+    assert info.normalization() == CTNormalization.window(*DEFAULT_CT_WINDOW)  # the training default: a bone window
     assert info.training["iterations"] == 4 and info.training["fold"] == 0
     assert info.training["train_cases"] == json.loads((run / "splits.json").read_text())["train"]
     # the shipped bundle and the run's splits.json name the dataset folder, never this machine's path
@@ -120,7 +121,7 @@ def test_short_run_writes_bundles_metrics_curve_and_resume_rules(dataset, tmp_pa
     with pytest.raises(TrainError, match="changed option.*variant"):
         train(_options(dataset, out, resume=True, variant="C"))
     with pytest.raises(TrainError, match="changed option.*normalization"):
-        train(_options(dataset, out, resume=True, normalization=CTNormalization.window(-250, 1250).to_dict()))
+        train(_options(dataset, out, resume=True, normalization=CTNormalization().to_dict()))
     # resuming a finished run with more iterations continues from the last checkpoint
     train(_options(dataset, out, resume=True, iterations=5, val_every=0))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -129,7 +130,7 @@ def test_short_run_writes_bundles_metrics_curve_and_resume_rules(dataset, tmp_pa
 
 
 def test_a_ct_window_trains_into_the_bundle(dataset, tmp_path):
-    window = CTNormalization.window(-250, 1250)
+    window = CTNormalization.window(-1000, 2000)
     run = train(_options(dataset, tmp_path / "run", iterations=1, val_every=0, normalization=window.to_dict()))
     assert load_bundle(run / "bundle")[1].normalization() == window
 

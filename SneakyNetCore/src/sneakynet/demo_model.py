@@ -21,6 +21,7 @@ DEMO_CASES = 48
 DEMO_PHANTOM_SEED = 5000  # case i is phantom seed 5000 + i; ``sneakynet demo`` uses none of them
 DEMO_ITERATIONS = 4000  # stage 1
 DEMO_DR_ITERATIONS = 3000
+DEMO_CT_WINDOW = (-1000.0, 2000.0)  # HU: the shipped model's window (the training default is a bone window now)
 DEMO_DESCRIPTION = ("SneakyNet lite D 32/64 demo model (level 0 16 channels), trained on phantom v2 "
                     "(sneakynet phantom --size small, 4 mm) in two stages, the second with domain randomisation: "
                     "phantom-trained, not for clinical use")
@@ -43,9 +44,11 @@ def demo_phantoms(folder: Path, cases: int, phantom_seed: int, split_seed: int, 
 
 def train_stage(data: Path, run: Path, iterations: int, seed: int, threads: int, progress: bool = True,
                 widths: tuple[int, ...] = DEMO_WIDTHS, init_weights: Path | None = None) -> Path:
-    """Train one stage into ``run`` (fold 0, batch 2, Adam 1e-3 constant); a stage warm-started from
-    ``init_weights`` trains with domain randomisation. A finished stage of the same length is kept,
+    """Train one stage into ``run`` (fold 0, batch 2, Adam 1e-3 constant, CT window
+    :data:`DEMO_CT_WINDOW`); a stage warm-started from ``init_weights`` trains with domain
+    randomisation. A finished stage of the same length is kept,
     an unfinished one resumed. Returns the run folder."""
+    from .intensity import CTNormalization
     from .train import TrainOptions, train
 
     folder = RunFolder(run)
@@ -57,6 +60,7 @@ def train_stage(data: Path, run: Path, iterations: int, seed: int, threads: int,
                            spacing=DEMO_SPACING, seed=seed, demo=True, description=DEMO_DESCRIPTION,
                            progress=progress, domain_randomization=init_weights is not None,
                            init_weights=None if init_weights is None else str(init_weights),
+                           normalization=CTNormalization.window(*DEMO_CT_WINDOW).to_dict(),
                            resume=folder.options.exists())
     train(options)
     return folder.path

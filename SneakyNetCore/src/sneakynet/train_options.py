@@ -8,10 +8,12 @@ from typing import Any
 
 from sneakynet.devices import DEVICE_HELP, normalize_device, parse_device
 
-from sneakynet.intensity import DEFAULT_CT_NORMALIZATION, CTNormalization
+from sneakynet.intensity import CTNormalization
 from sneakynet.models import NetConfig, preset
 
 DEFAULT_SPACING = (2.0, 2.0, 2.0)  # mm; a 128^3 context then spans ~half an upper body, as in the paper (§3)
+# HU; beat -1000..2000 on phantoms and both real CTs at equal training (docs/realct.md, "CT window")
+DEFAULT_CT_WINDOW = (-250.0, 1250.0)
 LR_SCHEDULES = ("constant", "poly")
 
 # options that change the numbers a run produces: a resumed run must keep them
@@ -175,8 +177,9 @@ class TrainOptions:
                                    action="store_true")
     normalization: dict = _cli(
         "data", "CT window LO,HI in HU: intensities are clipped to it and mapped linearly onto -1..1; the bundles "
-        "store it, so prediction normalises the same way (default -1000,2000; a bone window: -250,1250)",
-        default_factory=DEFAULT_CT_NORMALIZATION.to_dict, flag="--ct-window", type=parse_ct_window, metavar="LO,HI")
+        "store it, so prediction normalises the same way (default -250,1250, a bone window; the demo model: "
+        "-1000,2000)", default_factory=lambda: CTNormalization.window(*DEFAULT_CT_WINDOW).to_dict(),
+        flag="--ct-window", type=parse_ct_window, metavar="LO,HI")
     description: str = _cli("run folder", "description stored in the model bundles", default="")
     demo: bool = _cli("run folder", "mark the bundles as demo models (phantom data, not for clinical use)",
                       default=False, action="store_true")

@@ -120,7 +120,7 @@ def test_short_run_writes_bundles_metrics_curve_and_resume_rules(dataset, tmp_pa
         train(_options(dataset, out))
     with pytest.raises(TrainError, match="changed option.*variant"):
         train(_options(dataset, out, resume=True, variant="C"))
-    with pytest.raises(TrainError, match="changed option.*normalization"):
+    with pytest.raises(TrainError, match=r"changed option.*normalization \(the run.s --ct-window is -250,1250\)"):
         train(_options(dataset, out, resume=True, normalization=CTNormalization().to_dict()))
     # resuming a finished run with more iterations continues from the last checkpoint
     train(_options(dataset, out, resume=True, iterations=5, val_every=0))

@@ -110,6 +110,17 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(**{f.name: getattr(args, f.name) for f in fields(TrainOptions) if "group" in f.metadata})
 
 
+def _with_flag(key: str, stored: Any) -> str:
+    """A changed option as the resume error names it; the window says which ``--ct-window`` the run has."""
+    if key == "normalization":
+        try:
+            norm = CTNormalization.from_dict(stored)
+        except (TypeError, ValueError):
+            return key
+        return f"normalization (the run's --ct-window is {norm.clip_min:g},{norm.clip_max:g})"
+    return key
+
+
 def _known_device(name: str) -> bool:
     try:
         normalize_device(name)
@@ -277,7 +288,8 @@ class TrainOptions:
         """Options that change a run's numbers and differ from a stored ``options.json`` (options added
         since the run was stored count as their defaults)."""
         mine, default = self.to_dict(), TrainOptions(dataset="", out="").to_dict()
-        return [k for k in RESUME_FIXED if stored.get(k, default[k]) != mine[k]]
+        changed = [k for k in RESUME_FIXED if stored.get(k, default[k]) != mine[k]]
+        return [_with_flag(k, stored.get(k, default[k])) for k in changed]
 
     def to_dict(self) -> dict:
         d = asdict(self)

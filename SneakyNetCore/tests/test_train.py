@@ -72,7 +72,7 @@ def test_bad_ct_windows_are_refused_by_name(text):
         parse_ct_window(text)
 
 
-def test_the_default_ct_window_is_the_default_normalisation():
+def test_the_wide_window_is_the_plain_ct_normalisation():
     assert CTNormalization.window(-1000, 2000) == CTNormalization()
 
 

@@ -31,8 +31,8 @@ class CTNormalization:
 
     @classmethod
     def window(cls, low: float, high: float) -> "CTNormalization":
-        """Clip to the window ``[low, high]`` HU and map it linearly onto [-1, 1]; the default is the
-        window -1000..2000 HU."""
+        """Clip to the window ``[low, high]`` HU and map it linearly onto [-1, 1]; ``CTNormalization()``
+        is the window -1000..2000 HU (training defaults to a bone window: ``sneakynet.train_options``)."""
         return cls(clip_min=low, clip_max=high, center=(low + high) / 2, scale=(high - low) / 2)
 
     def to_dict(self) -> dict[str, float]:

@@ -288,8 +288,12 @@ class TrainOptions:
         """Options that change a run's numbers and differ from a stored ``options.json`` (options added
         since the run was stored count as their defaults)."""
         mine, default = self.to_dict(), TrainOptions(dataset="", out="").to_dict()
-        changed = [k for k in RESUME_FIXED if stored.get(k, default[k]) != mine[k]]
-        return [_with_flag(k, stored.get(k, default[k])) for k in changed]
+        changed = []
+        for k in RESUME_FIXED:
+            old = stored.get(k, default[k])
+            if old != mine[k]:
+                changed.append(_with_flag(k, old))
+        return changed
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -82,7 +82,7 @@ def test_import_reads_meta_csv_skips_empty_cases_counts_bones_and_declares_sets(
     assert int((arr == 200).sum()) == int(truth.sum()) > 0
     counts = report["bone_counts"]
     assert counts["sternum_manubrium+sternum_body"]["cases"] == 3
-    femur = sum(int((sitk.GetArrayViewFromImage(load_dataset(data["imported"]).read_case(c)[1])
+    femur = sum(int((sitk.GetArrayFromImage(load_dataset(data["imported"]).read_case(c)[1])  # a copy: the image is a temporary
                      == TABLE.by_name("femur_left").id).sum()) for c in ds.cases)
     assert counts["femur_left"] == {"cases": 3, "voxels": femur}
 

@@ -40,7 +40,7 @@ def body_parts(ct: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     above = sitk.BinaryThreshold(ct, BODY_HU, 1e9, 1, 0)
     pieces = sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(above), sortByObjectSize=True))
     radius = [max(1, int(round(OPENING_MM / s))) for s in ct.GetSpacing()]
-    thick = sitk.GetArrayViewFromImage(sitk.BinaryMorphologicalOpening(above, radius, sitk.sitkBall)) > 0
+    thick = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(above, radius, sitk.sitkBall)) > 0  # a copy: the image is a temporary
     size = np.bincount(pieces.reshape(-1))
     kept = np.bincount(pieces[thick], minlength=size.size)
     if size.size < 2:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from train_helpers import make_tiny_dataset
 
@@ -45,3 +46,27 @@ def test_build_demo_trains_two_stages_evaluates_and_installs(tmp_path):
                      widths=(4, 8, 8, 16, 16))
     assert all(s.metrics.read_text() == text for s, text in lines.items()), "finished stages are not trained again"
     assert _same_weights(tmp_path / "again", target)
+
+
+def test_build_demo_command_trains_both_stages_in_the_chosen_window(tmp_path, capsys):
+    from sneakynet import cli
+
+    work = tmp_path / "work"
+    make_tiny_dataset(work / "phantoms_v2", n_cases=5)
+    threads = torch.get_num_threads()
+    try:
+        code = cli.main(["build-demo", "--workdir", str(work), "--iterations", "2", "--dr-iterations", "1",
+                         "--ct-window=-250,1250", "--install", str(tmp_path / "bone")])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    bone = CTNormalization.window(-250, 1250)
+    for stage in ("stage1", "stage2"):
+        options = json.loads(RunFolder(work / stage).options.read_text())
+        assert CTNormalization.from_dict(options["normalization"]) == bone
+    assert CTNormalization.from_dict(read_bundle_info(tmp_path / "bone").intensity["parameters"]) == bone
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["build-demo", "--workdir", str(tmp_path / "other"), "--ct-window=500,550"])
+    assert refused.value.code == 2
+    assert "at least 100 HU wide" in capsys.readouterr().err and not (tmp_path / "other").exists()

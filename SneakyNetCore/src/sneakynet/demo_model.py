@@ -43,10 +43,10 @@ def demo_phantoms(folder: Path, cases: int, phantom_seed: int, split_seed: int, 
 
 
 def train_stage(data: Path, run: Path, iterations: int, seed: int, threads: int, progress: bool = True,
-                widths: tuple[int, ...] = DEMO_WIDTHS, init_weights: Path | None = None) -> Path:
-    """Train one stage into ``run`` (fold 0, batch 2, Adam 1e-3 constant, CT window
-    :data:`DEMO_CT_WINDOW`); a stage warm-started from ``init_weights`` trains with domain
-    randomisation. A finished stage of the same length is kept,
+                widths: tuple[int, ...] = DEMO_WIDTHS, init_weights: Path | None = None,
+                ct_window: tuple[float, float] = DEMO_CT_WINDOW) -> Path:
+    """Train one stage into ``run`` (fold 0, batch 2, Adam 1e-3 constant, CT window ``ct_window`` in
+    HU); a stage warm-started from ``init_weights`` trains with domain randomisation. A finished stage of the same length is kept,
     an unfinished one resumed. Returns the run folder."""
     from .intensity import CTNormalization
     from .train import TrainOptions, train
@@ -60,7 +60,7 @@ def train_stage(data: Path, run: Path, iterations: int, seed: int, threads: int,
                            spacing=DEMO_SPACING, seed=seed, demo=True, description=DEMO_DESCRIPTION,
                            progress=progress, domain_randomization=init_weights is not None,
                            init_weights=None if init_weights is None else str(init_weights),
-                           normalization=CTNormalization.window(*DEMO_CT_WINDOW).to_dict(),
+                           normalization=CTNormalization.window(*ct_window).to_dict(),
                            resume=folder.options.exists())
     train(options)
     return folder.path
@@ -69,17 +69,17 @@ def train_stage(data: Path, run: Path, iterations: int, seed: int, threads: int,
 def build_demo_model(workdir: Path, iterations: int = DEMO_ITERATIONS, dr_iterations: int = DEMO_DR_ITERATIONS,
                      cases: int = DEMO_CASES, seed: int = 0, phantom_seed: int = DEMO_PHANTOM_SEED, threads: int = 1,
                      install: Path | None = None, progress: bool = True,
-                     widths: tuple[int, ...] = DEMO_WIDTHS) -> Path:
+                     widths: tuple[int, ...] = DEMO_WIDTHS, ct_window: tuple[float, float] = DEMO_CT_WINDOW) -> Path:
     """Make the data, train both stages and evaluate stage 2 on the fold's test cases in ``workdir``;
     copy stage 2's bundle to ``install`` (default: the package). ``seed`` seeds the split and both
-    stages; ``widths`` exists for tiny test networks."""
+    stages; ``ct_window`` (HU) is the input window of both; ``widths`` exists for tiny test networks."""
     from .fold_eval import evaluate_fold
 
     workdir = Path(workdir)
     data = demo_phantoms(workdir / "phantoms_v2", cases, phantom_seed, seed, progress)
-    stage1 = train_stage(data, workdir / "stage1", iterations, seed, threads, progress, widths)
+    stage1 = train_stage(data, workdir / "stage1", iterations, seed, threads, progress, widths, ct_window=ct_window)
     stage2 = train_stage(data, workdir / "stage2", dr_iterations, seed, threads, progress, widths,
-                         init_weights=RunFolder(stage1).bundle)
+                         init_weights=RunFolder(stage1).bundle, ct_window=ct_window)
     result = evaluate_fold(stage2, device="cpu", progress=progress)
     for stage in (stage1, stage2):
         shutil.copy(RunFolder(stage).curve, workdir / f"training_curve_{stage.name}.png")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .intensity import CTNormalization
 from .io import json_safe, write_json
 from .run_folder import RunFolder
 
@@ -22,6 +23,7 @@ DEMO_PHANTOM_SEED = 5000  # case i is phantom seed 5000 + i; ``sneakynet demo`` 
 DEMO_ITERATIONS = 4000  # stage 1
 DEMO_DR_ITERATIONS = 3000
 DEMO_CT_WINDOW = (-1000.0, 2000.0)  # HU: the shipped model's window (the training default is a bone window now)
+DEMO_NORMALIZATION = CTNormalization.window(*DEMO_CT_WINDOW)
 DEMO_DESCRIPTION = ("SneakyNet lite D 32/64 demo model (level 0 16 channels), trained on phantom v2 "
                     "(sneakynet phantom --size small, 4 mm) in two stages, the second with domain randomisation: "
                     "phantom-trained, not for clinical use")
@@ -44,11 +46,10 @@ def demo_phantoms(folder: Path, cases: int, phantom_seed: int, split_seed: int, 
 
 def train_stage(data: Path, run: Path, iterations: int, seed: int, threads: int, progress: bool = True,
                 widths: tuple[int, ...] = DEMO_WIDTHS, init_weights: Path | None = None,
-                ct_window: tuple[float, float] = DEMO_CT_WINDOW) -> Path:
-    """Train one stage into ``run`` (fold 0, batch 2, Adam 1e-3 constant, CT window ``ct_window`` in
-    HU); a stage warm-started from ``init_weights`` trains with domain randomisation. A finished stage of the same length is kept,
+                normalization: CTNormalization = DEMO_NORMALIZATION) -> Path:
+    """Train one stage into ``run`` (fold 0, batch 2, Adam 1e-3 constant, CT window ``normalization``);
+    a stage warm-started from ``init_weights`` trains with domain randomisation. A finished stage of the same length is kept,
     an unfinished one resumed. Returns the run folder."""
-    from .intensity import CTNormalization
     from .train import TrainOptions, train
 
     folder = RunFolder(run)
@@ -60,7 +61,7 @@ def train_stage(data: Path, run: Path, iterations: int, seed: int, threads: int,
                            spacing=DEMO_SPACING, seed=seed, demo=True, description=DEMO_DESCRIPTION,
                            progress=progress, domain_randomization=init_weights is not None,
                            init_weights=None if init_weights is None else str(init_weights),
-                           normalization=CTNormalization.window(*ct_window).to_dict(),
+                           normalization=normalization.to_dict(),
                            resume=folder.options.exists())
     train(options)
     return folder.path
@@ -69,17 +70,19 @@ def train_stage(data: Path, run: Path, iterations: int, seed: int, threads: int,
 def build_demo_model(workdir: Path, iterations: int = DEMO_ITERATIONS, dr_iterations: int = DEMO_DR_ITERATIONS,
                      cases: int = DEMO_CASES, seed: int = 0, phantom_seed: int = DEMO_PHANTOM_SEED, threads: int = 1,
                      install: Path | None = None, progress: bool = True,
-                     widths: tuple[int, ...] = DEMO_WIDTHS, ct_window: tuple[float, float] = DEMO_CT_WINDOW) -> Path:
+                     widths: tuple[int, ...] = DEMO_WIDTHS,
+                     normalization: CTNormalization = DEMO_NORMALIZATION) -> Path:
     """Make the data, train both stages and evaluate stage 2 on the fold's test cases in ``workdir``;
     copy stage 2's bundle to ``install`` (default: the package). ``seed`` seeds the split and both
-    stages; ``ct_window`` (HU) is the input window of both; ``widths`` exists for tiny test networks."""
+    stages; ``normalization`` is the CT window of both; ``widths`` exists for tiny test networks."""
     from .fold_eval import evaluate_fold
 
     workdir = Path(workdir)
     data = demo_phantoms(workdir / "phantoms_v2", cases, phantom_seed, seed, progress)
-    stage1 = train_stage(data, workdir / "stage1", iterations, seed, threads, progress, widths, ct_window=ct_window)
+    stage1 = train_stage(data, workdir / "stage1", iterations, seed, threads, progress, widths,
+                         normalization=normalization)
     stage2 = train_stage(data, workdir / "stage2", dr_iterations, seed, threads, progress, widths,
-                         init_weights=RunFolder(stage1).bundle, ct_window=ct_window)
+                         init_weights=RunFolder(stage1).bundle, normalization=normalization)
     result = evaluate_fold(stage2, device="cpu", progress=progress)
     for stage in (stage1, stage2):
         shutil.copy(RunFolder(stage).curve, workdir / f"training_curve_{stage.name}.png")

@@ -10,7 +10,8 @@ import argparse
 from pathlib import Path
 
 from sneakynet.commands.argtypes import int_in
-from sneakynet.demo_model import DEMO_CASES, DEMO_CT_WINDOW, DEMO_DR_ITERATIONS, DEMO_ITERATIONS, DEMO_PHANTOM_SEED
+from sneakynet.demo_model import (DEMO_CASES, DEMO_CT_WINDOW, DEMO_DR_ITERATIONS, DEMO_ITERATIONS, DEMO_NORMALIZATION,
+                                  DEMO_PHANTOM_SEED)
 from sneakynet.train_options import parse_ct_window
 
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantom-seed", type=int_in(0, 2**31 - 1), default=DEMO_PHANTOM_SEED,
                         help=f"seed of the first phantom (default {DEMO_PHANTOM_SEED})")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="seed of the split and of both stages")
-    parser.add_argument("--ct-window", type=parse_ct_window, default=None, metavar="LO,HI",
+    parser.add_argument("--ct-window", type=parse_ct_window, default=DEMO_NORMALIZATION.to_dict(), metavar="LO,HI",
                         help="CT window of both stages in HU (default {:g},{:g}, the shipped model's)".format(*DEMO_CT_WINDOW))
     parser.add_argument("--threads", type=int_in(0, 1024), default=1, help="torch threads (one more core feeds patches)")
     parser.add_argument("--install", type=Path, default=None,
@@ -35,14 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sneakynet.demo_model import build_demo_model
+    from sneakynet.intensity import CTNormalization
 
     target = build_demo_model(args.workdir, iterations=args.iterations, dr_iterations=args.dr_iterations,
                               cases=args.cases, seed=args.seed, phantom_seed=args.phantom_seed, threads=args.threads,
-                              install=args.install, ct_window=_window(args.ct_window))
+                              install=args.install,
+                              normalization=CTNormalization.from_dict(args.ct_window))
     print(f"demo model (phantom-trained, not for clinical use) written to {target}")
     return 0
 
-
-def _window(parsed: dict[str, float] | None) -> tuple[float, float]:
-    """``--ct-window`` (parsed to CTNormalization parameters) back to (LO, HI) in HU."""
-    return DEMO_CT_WINDOW if parsed is None else (parsed["clip_min"], parsed["clip_max"])

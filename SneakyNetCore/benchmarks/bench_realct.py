@@ -108,17 +108,18 @@ def postprocess_options(steps: list[str] | None):
 
 def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, device: str = "cpu",
                   figures: Path | None = None, fast: bool = False, bones: bool = False,
-                  postprocess: str = "anatomy", steps: list[str] | None = None) -> tuple[str, list[dict]]:
+                  postprocess: str = "anatomy", steps: list[str] | None = None,
+                  mirror: bool = False) -> tuple[str, list[dict]]:
     """Run every case; returns the printed table (with per-bone lines if ``bones``) and the JSON
     records. ``fast``: no tile overlap (quick checks only; the documented table uses the default
     overlap, as ``sneakynet segment`` does); ``postprocess``: a preset of ``sneakynet.postprocess.PRESETS``
     (``none``: the raw prediction), as ``sneakynet segment --postprocess``; ``steps``: exactly these
-    post-processing steps (names in ``STEPS``) instead."""
+    post-processing steps (names in ``STEPS``) instead; ``mirror``: test-time mirroring."""
     from sneakynet.infer import Predictor
     from sneakynet.postprocess import preset_options
 
     options = postprocess_options(steps) if steps is not None else preset_options(postprocess)
-    predictor = Predictor(model, device=device, fast=fast, log=lambda m: None, postprocess=options)
+    predictor = Predictor(model, device=device, fast=fast, log=lambda m: None, postprocess=options, mirror=mirror)
     records = [run_case(predictor, case, data, figures) for case in cases]
     extra = {"prediction time (s)": [f"{r['seconds']:.1f}" for r in records]}
     scores = [(r["case"], r.pop("score_object")) for r in records]
@@ -127,7 +128,7 @@ def run_benchmark(cases: list[dict], data: Path, model: Path | None = None, devi
         table += "".join(f"\n\n{name}:\n{format_bones(score)}" for name, score in scores)
     stamp = {"date": datetime.date.today().isoformat(), "model": predictor_name(predictor),
              "device": str(predictor.device),
-             "fast": fast, "postprocess": postprocess if steps is None else ",".join(steps) or "none",
+             "fast": fast, "mirror": mirror, "postprocess": postprocess if steps is None else ",".join(steps) or "none",
              "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     return table, [{**stamp, **r} for r in records]
 
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON lines output (replaced)")
     parser.add_argument("--figures", type=Path, default=None, help="folder for one PNG per case")
     parser.add_argument("--fast", action="store_true", help="no tile overlap (quick check; not for the docs)")
+    parser.add_argument("--mirror", action="store_true", help="test-time mirroring (as segment --mirror)")
     parser.add_argument("--bones", action="store_true", help="also print per-bone DSC, level and side per case")
     parser.add_argument("--postprocess", choices=list(PRESETS), default=DEFAULT_PRESET, metavar="PRESET",
                         help=f"post-processing preset ({', '.join(PRESETS)}; default {DEFAULT_PRESET}, as segment "
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             table, records = run_levers(cases, args.data, args.levers, args.model, args.device, args.fast)
         else:
             table, records = run_benchmark(cases, args.data, args.model, args.device, args.figures, args.fast,
-                                           args.bones, args.postprocess, args.steps)
+                                           args.bones, args.postprocess, args.steps, args.mirror)
     except (RealCTInputError, FileNotFoundError, ValueError) as exc:
         print(f"bench_realct: error: {exc}", file=sys.stderr)
         return 2

@@ -380,3 +380,33 @@ def test_padded_input_is_normalised_and_edge_padded_in_one_buffer():
     np.testing.assert_array_equal(padded, expected)
     with pytest.raises(ValueError, match="out must be float32"):
         normalize_ct(hu, out=np.empty((2, 2, 2), np.float32))
+
+
+def test_mirrored_prediction_is_left_right_equivariant():
+    """Test-time mirroring averages a tile with its mirror image (sided labels swapped back), so the
+    labels of a mirrored CT are the mirrored labels with left and right swapped; a random network
+    alone is not equivariant, which shows the check can fail."""
+    from sneakynet.labels import load_label_table
+
+    lut = np.asarray(load_label_table().mirror_lut())
+    vol = _smooth_volume((48, 48, 64), seed=5)  # every axis on the tile grid: the tiling is symmetric
+    model = _random_bn_net(NetConfig("D", 1, 32, widths=(4, 4, 8, 8, 8)), 2, vol)
+    flipped = np.ascontiguousarray(vol[..., ::-1])
+
+    def agreement(mirror: bool) -> float:
+        predictor = Predictor.from_model(model, (2, 2, 2), precision="float32", skip_air=False, mirror=mirror,
+                                         log=lambda m: None)
+        a, b = predictor.predict_array(vol), predictor.predict_array(flipped)
+        assert len(np.unique(a)) >= 10  # many labels, sided ones among them
+        assert np.isin(np.unique(a), np.flatnonzero(lut != np.arange(lut.size))).any()
+        return float((b == lut[a[..., ::-1]]).mean())
+
+    assert agreement(True) >= 0.999  # float summation order may split an exact tie
+    assert agreement(False) < 0.9
+
+
+def test_mirroring_needs_the_label_table():
+    vol = _smooth_volume((32, 32, 32))
+    model = _random_bn_net(NetConfig("A", 0, 32, widths=(4, 4, 8, 8, 8), num_classes=6), 0, vol)
+    with pytest.raises(ValueError, match="label table's 126 classes, this one has 6"):
+        Predictor.from_model(model, (2, 2, 2), mirror=True, log=lambda m: None)

@@ -125,3 +125,19 @@ def test_unknown_postprocess_preset_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["segment", "in.nii.gz", "out.nii.gz", "--postprocess", "clean"])
     assert exc.value.code == 2 and "invalid choice: 'clean'" in capsys.readouterr().err
+
+
+def test_mirror_flag_averages_the_mirrored_prediction(tmp_path):
+    """``--mirror`` gives the labels of ``Predictor(mirror=True)``, which differ from the plain run's."""
+    from sneakynet.infer import Predictor
+    from sneakynet.io import read_image
+
+    src = SHARED_DATA / "example_ct_sm.nii.gz"
+    common = ["--device", "cpu", "--fast", "--precision", "float32", "--no-postprocess"]
+    for name, flags in {"plain": [], "mirror": ["--mirror"]}.items():
+        assert main(["segment", str(src), str(tmp_path / f"{name}.nii.gz"), *common, *flags]) == 0
+    got = {name: sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{name}.nii.gz"))) for name in ("plain", "mirror")}
+    expected = Predictor(None, device="cpu", fast=True, precision="float32", mirror=True,
+                         log=lambda m: None).predict_image(read_image(src))
+    np.testing.assert_array_equal(got["mirror"], sitk.GetArrayFromImage(expected))
+    assert not np.array_equal(got["mirror"], got["plain"])

@@ -34,6 +34,7 @@ import torch
 
 from .devices import resolve_device
 from .intensity import CTNormalization, normalize_ct
+from .labels import load_label_table
 from .models import MultiResolutionUNet
 from .pyramid import ContextPyramid, PyramidGeometry
 from .slab import SlabAccumulator
@@ -129,13 +130,16 @@ class Predictor:
     CPU); ``skip_air``: skip tiles whose target patch is all air; ``precision``: ``auto``,
     ``float32``, ``bfloat16`` or ``float16`` (see :func:`resolve_precision`); ``channels_last``:
     NDHWC convolutions (default: on for the CPU, off for CUDA); ``postprocess``: clean the labels
-    with the CT after prediction (:mod:`sneakynet.postprocess`; None = off).
+    with the CT after prediction (:mod:`sneakynet.postprocess`; None = off); ``mirror``: test-time
+    mirroring, each tile also predicted left-right mirrored with its sided labels swapped back, the two
+    averaged (twice the forward passes; the model grid is LPS, so its x axis is left-right).
     """
 
     def __init__(self, bundle: str | os.PathLike | None = None, device: str = "auto", overlap: float = 0.5,
                  batch_size: int | None = None, fast: bool = False, buffer_bytes: int | None = None,
                  skip_air: bool = True, precision: str = "auto", channels_last: bool | None = None,
-                 log: Callable[[str], None] = print, postprocess: "PostprocessOptions | None" = None) -> None:
+                 log: Callable[[str], None] = print, postprocess: "PostprocessOptions | None" = None,
+                 mirror: bool = False) -> None:
         from .bundle import demo_bundle_path, load_bundle
 
         self.log = log
@@ -146,7 +150,7 @@ class Predictor:
         if info.demo:
             log(f"sneakynet: {info.disclaimer}")
         self._setup(model, tuple(info.spacing), info.normalization(), overlap, batch_size, fast, buffer_bytes, skip_air,
-                    precision, channels_last)
+                    precision, channels_last, mirror)
         self.postprocess = postprocess
 
     @classmethod
@@ -154,19 +158,20 @@ class Predictor:
                    normalization: CTNormalization = CTNormalization(), device: str = "cpu", overlap: float = 0.5,
                    batch_size: int | None = None, fast: bool = False, buffer_bytes: int | None = None,
                    skip_air: bool = True, precision: str = "auto", channels_last: bool | None = None,
-                   log: Callable[[str], None] = print) -> "Predictor":
+                   log: Callable[[str], None] = print, mirror: bool = False) -> "Predictor":
         """A predictor around an in-memory network (tests, benchmarks, validation during training)."""
         self = cls.__new__(cls)
         self.log = log
         self.device = resolve_device(device, log=log)
         self.info = None
         self._setup(model, spacing, normalization, overlap, batch_size, fast, buffer_bytes, skip_air, precision,
-                    channels_last)
+                    channels_last, mirror)
         return self
 
     def _setup(self, model, spacing, normalization, overlap, batch_size, fast, buffer_bytes, skip_air, precision,
-               channels_last) -> None:
+               channels_last, mirror) -> None:
         self.model = fold_batchnorm(model)
+        self.mirror = bool(mirror)
         self.config = model.config
         self._precision_request, self._channels_last_request = precision, channels_last
         self._place_model()
@@ -198,6 +203,14 @@ class Predictor:
         weight = head.weight.detach().float().reshape(head.out_channels, head.in_channels)
         bias = (head.bias.detach().float() if head.bias is not None
                 else torch.zeros(head.out_channels, device=weight.device))
+        if self.mirror:  # features of the mirrored pass come second; their logits take the twins' rows
+            lut = load_label_table().mirror_lut()
+            if len(lut) != head.out_channels:
+                raise ValueError(f"mirroring needs a network with the label table's {len(lut)} classes, "
+                                 f"this one has {head.out_channels}")
+            twin = torch.as_tensor(lut, device=weight.device)
+            weight = torch.cat([weight, weight[twin]], dim=1) / 2
+            bias = (bias + bias[twin]) / 2
         # (features + 1) x classes: the last row is the bias, multiplied by the summed tile weights
         self._head_matrix = torch.cat([weight, bias[:, None]], dim=1).t().contiguous().to(self.device)
 
@@ -371,7 +384,13 @@ class Predictor:
             target = target.contiguous(memory_format=torch.channels_last_3d)
             contexts = [c.contiguous(memory_format=torch.channels_last_3d) for c in contexts]
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            return self.model.forward_features(target, contexts)
+            if not self.mirror:
+                return self.model.forward_features(target, contexts)
+            # every patch of a tile shares its centre, so flipping each mirrors the scene (as in training)
+            both = self.model.forward_features(torch.cat([target, target.flip(-1)]),
+                                               [torch.cat([c, c.flip(-1)]) for c in contexts])
+            plain, mirrored = both.chunk(2)
+            return torch.cat([plain, mirrored.flip(-1)], dim=1)
 
 
 @dataclass

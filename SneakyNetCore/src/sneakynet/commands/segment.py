@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float_in(0.0, 1.0, hi_open=True), default=0.5,
                         help="tile overlap in [0, 1) (default 0.5)")
     parser.add_argument("--fast", action="store_true", help="quick preview: no tile overlap (about 8x fewer tiles)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="test-time mirroring: also predict each tile left-right mirrored and average (2x time)")
     parser.add_argument("--batch-size", type=int_in(1, 1024), default=None, help="tiles per forward pass (1..1024)")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="network compute precision (default auto: float16 on CUDA, bfloat16 on CPUs with "
@@ -192,7 +194,7 @@ def _load_predictor(args: argparse.Namespace, device: str | None = None,
     try:
         return Predictor(args.model, device=device or args.device, overlap=args.overlap, fast=args.fast,
                          batch_size=args.batch_size, precision=args.precision, log=log or (lambda m: tqdm.write(m)),
-                         postprocess=preset_options(args.postprocess))
+                         postprocess=preset_options(args.postprocess), mirror=args.mirror)
     except (BundleError, FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
 

@@ -13,7 +13,8 @@ the head runs once per voxel when a slab is final instead of once per voxel per 
 When the buffer (features x S x Y_part x X) would exceed ``buffer_bytes`` the volume is cut into
 parts along y that share one global tile grid, so the result does not depend on the split.
 The Gaussian weights are not divided out: the argmax of a weighted sum equals the argmax of the
-weighted mean.
+weighted mean. Test-time mirroring (``mirror=True``) keeps this: the mirrored pass's features,
+flipped back, are a second block of feature channels whose head rows are the left/right twins' rows.
 
 Speed on the CPU comes from channels-last (NDHWC) convolutions, which oneDNN runs about twice as
 fast as the default layout for these small-channel 3D nets, and bfloat16 autocast where the CPU has
